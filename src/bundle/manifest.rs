@@ -1,0 +1,124 @@
+//! `manifest.json`: what a bundle is, how it was made and how good it is.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the bundle layout or the ONNX contract changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+/// Name of the ONNX input: int64 `[batch, L]` vocabulary rows, 0 = padding.
+pub const INPUT_NAME: &str = "history";
+/// Name of the ONNX output: float32 `[batch, n_rows]`.
+pub const OUTPUT_NAME: &str = "scores";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Teacher,
+    Student,
+    Baseline,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: String,
+    /// Symbolic dimensions are strings (`"batch"`, `"L"`), fixed ones numbers.
+    pub shape: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// `mean_mlp` (embedding mean → MLP → dot with item matrix) or `ease` (item-item matrix).
+    pub kind: String,
+    /// Human-readable description of the computation.
+    pub description: String,
+    #[serde(default)]
+    pub embedding_dim: Option<usize>,
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    #[serde(default)]
+    pub activation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub sha256: String,
+    pub n_users: usize,
+    pub n_items: usize,
+    pub n_interactions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    pub protocol: String,
+    pub seed: u64,
+    pub ratios: [f64; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    /// Filled in by the writer: the directory name under `models/<name>/`.
+    pub version: u64,
+    pub role: Role,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Vocabulary rows including the padding row 0 (= n_items + 1).
+    pub n_rows: usize,
+    /// `None`: the history length L is dynamic; `Some(l)`: fixed.
+    pub history_length: Option<usize>,
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+    pub architecture: Architecture,
+    pub parameters: u64,
+    pub model_sha256: String,
+    #[serde(default)]
+    pub dataset: Option<DatasetInfo>,
+    #[serde(default)]
+    pub split: Option<SplitInfo>,
+    /// KD settings used to train this model (free-form: variant, lambdas, temperature, teacher).
+    #[serde(default)]
+    pub distillation: Option<serde_json::Value>,
+    /// Test-split metrics, e.g. `"ndcg@10": 0.33`.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Manifest {
+    /// A manifest with the contract fields filled in for a model of `n_rows` rows.
+    pub fn new(name: &str, role: Role, n_rows: usize, architecture: Architecture) -> Self {
+        let created_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Manifest {
+            format_version: FORMAT_VERSION,
+            name: name.to_string(),
+            version: 0,
+            role,
+            created_at,
+            n_rows,
+            history_length: None,
+            input: TensorSpec {
+                name: INPUT_NAME.into(),
+                dtype: "int64".into(),
+                shape: vec!["batch".into(), "L".into()],
+            },
+            output: TensorSpec {
+                name: OUTPUT_NAME.into(),
+                dtype: "float32".into(),
+                shape: vec!["batch".into(), n_rows.into()],
+            },
+            architecture,
+            parameters: 0,
+            model_sha256: String::new(),
+            dataset: None,
+            split: None,
+            distillation: None,
+            metrics: BTreeMap::new(),
+        }
+    }
+}

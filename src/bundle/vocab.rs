@@ -1,0 +1,226 @@
+//! `items.tsv` (vocabulary rows) and `users.tsv` (known users' recent histories).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::BundleError;
+
+/// Token of vocabulary row 0, the padding row.
+pub const PAD_TOKEN: &str = "[PAD]";
+const ITEMS_HEADER: &str = "row\titem_id\ttitle";
+const USERS_HEADER: &str = "user_id\thistory_rows";
+
+/// Vocabulary: row index ↔ external item id (+ optional title). Row 0 is padding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemVocab {
+    ids: Vec<String>,
+    titles: Vec<Option<String>>,
+    index: HashMap<String, u32>,
+}
+
+impl ItemVocab {
+    /// Builds a vocabulary from the items of rows 1..; row 0 (`[PAD]`) is added here.
+    pub fn new(items: Vec<(String, Option<String>)>) -> Self {
+        let mut ids = Vec::with_capacity(items.len() + 1);
+        let mut titles = Vec::with_capacity(items.len() + 1);
+        ids.push(PAD_TOKEN.to_string());
+        titles.push(None);
+        for (id, title) in items {
+            ids.push(id);
+            titles.push(title);
+        }
+        let index = ids
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(row, id)| (id.clone(), row as u32))
+            .collect();
+        ItemVocab { ids, titles, index }
+    }
+
+    /// Rows including the padding row.
+    pub fn n_rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Vocabulary row of an external item id; `None` for unknown ids and for `[PAD]`.
+    pub fn row(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    pub fn id(&self, row: usize) -> &str {
+        &self.ids[row]
+    }
+
+    pub fn title(&self, row: usize) -> Option<&str> {
+        self.titles[row].as_deref()
+    }
+
+    pub fn read(path: &Path) -> Result<Self, BundleError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BundleError::io(path, e))?;
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, h)) if h.trim_end() == ITEMS_HEADER => {}
+            _ => return Err(BundleError::parse(path, 1, format!("expected header `{ITEMS_HEADER}`"))),
+        }
+        let mut items = Vec::new();
+        for (i, line) in lines {
+            let lineno = i + 1;
+            if line.is_empty() {
+                continue;
+            }
+            let mut cols = line.splitn(3, '\t');
+            let row: usize = cols
+                .next()
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| BundleError::parse(path, lineno, "row index is not a number".into()))?;
+            let id = cols
+                .next()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| BundleError::parse(path, lineno, "missing item id".into()))?;
+            let title = cols.next().filter(|t| !t.is_empty()).map(str::to_string);
+            if row != items.len() {
+                return Err(BundleError::parse(
+                    path,
+                    lineno,
+                    format!("row {row} out of order (expected {})", items.len()),
+                ));
+            }
+            if row == 0 && id != PAD_TOKEN {
+                return Err(BundleError::parse(path, lineno, format!("row 0 must be {PAD_TOKEN}")));
+            }
+            items.push((id.to_string(), title));
+        }
+        if items.is_empty() {
+            return Err(BundleError::parse(path, 1, "no rows".into()));
+        }
+        let vocab = ItemVocab::new(items.into_iter().skip(1).collect());
+        if vocab.index.len() + 1 != vocab.ids.len() {
+            return Err(BundleError::parse(path, 0, "duplicate item ids".into()));
+        }
+        Ok(vocab)
+    }
+
+    pub fn to_tsv(&self) -> String {
+        let mut out = String::with_capacity(self.ids.len() * 16);
+        out.push_str(ITEMS_HEADER);
+        out.push('\n');
+        for (row, (id, title)) in self.ids.iter().zip(&self.titles).enumerate() {
+            let title = title.as_deref().unwrap_or("");
+            let _ = writeln!(out, "{row}\t{}\t{}", clean(id), clean(title));
+        }
+        out
+    }
+}
+
+/// Known users → their most recent history rows (oldest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserHistories {
+    map: HashMap<String, Vec<u32>>,
+}
+
+impl UserHistories {
+    pub fn new(map: HashMap<String, Vec<u32>>) -> Self {
+        UserHistories { map }
+    }
+
+    pub fn get(&self, user: &str) -> Option<&[u32]> {
+        self.map.get(user).map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Reads `users.tsv`, checking every row against `n_rows`.
+    pub fn read(path: &Path, n_rows: usize) -> Result<Self, BundleError> {
+        let text = std::fs::read_to_string(path).map_err(|e| BundleError::io(path, e))?;
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, h)) if h.trim_end() == USERS_HEADER => {}
+            _ => return Err(BundleError::parse(path, 1, format!("expected header `{USERS_HEADER}`"))),
+        }
+        let mut map = HashMap::new();
+        for (i, line) in lines {
+            let lineno = i + 1;
+            if line.is_empty() {
+                continue;
+            }
+            let (user, rows) = line
+                .split_once('\t')
+                .ok_or_else(|| BundleError::parse(path, lineno, "expected 2 tab-separated columns".into()))?;
+            let rows = rows
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(|r| match r.parse::<u32>() {
+                    Ok(v) if (v as usize) < n_rows && v > 0 => Ok(v),
+                    _ => Err(BundleError::parse(path, lineno, format!("bad history row `{r}`"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            map.insert(user.to_string(), rows);
+        }
+        Ok(UserHistories { map })
+    }
+
+    pub fn to_tsv(&self) -> String {
+        let mut users: Vec<_> = self.map.iter().collect();
+        users.sort();
+        let mut out = String::new();
+        out.push_str(USERS_HEADER);
+        out.push('\n');
+        for (user, rows) in users {
+            let rows: Vec<String> = rows.iter().map(u32::to_string).collect();
+            let _ = writeln!(out, "{}\t{}", clean(user), rows.join(","));
+        }
+        out
+    }
+}
+
+/// Tabs and newlines would break the TSV framing.
+fn clean(s: &str) -> String {
+    s.replace(['\t', '\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_and_lookup() {
+        let v = ItemVocab::new(vec![("a".into(), Some("Alpha\tA".into())), ("b".into(), None)]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("items.tsv");
+        std::fs::write(&p, v.to_tsv()).unwrap();
+        let back = ItemVocab::read(&p).unwrap();
+        assert_eq!(back.n_rows(), 3);
+        assert_eq!(back.row("b"), Some(2));
+        assert_eq!(back.row(PAD_TOKEN), None);
+        assert_eq!(back.title(1), Some("Alpha A"));
+        assert_eq!(back.title(2), None);
+    }
+
+    #[test]
+    fn items_reject_out_of_order_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("items.tsv");
+        std::fs::write(&p, "row\titem_id\ttitle\n0\t[PAD]\t\n2\tx\t\n").unwrap();
+        let err = ItemVocab::read(&p).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn users_reject_rows_outside_vocab() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users.tsv");
+        std::fs::write(&p, "user_id\thistory_rows\nu1\t1,2\nu2\t1,9\n").unwrap();
+        let err = UserHistories::read(&p, 3).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains('9'), "{err}");
+        std::fs::write(&p, "user_id\thistory_rows\nu1\t1,2\n").unwrap();
+        assert_eq!(UserHistories::read(&p, 3).unwrap().get("u1"), Some(&[1u32, 2][..]));
+    }
+}

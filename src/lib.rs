@@ -1,0 +1,19 @@
+//! distilrec: distil a large recommender into a small ONNX student and serve it.
+//!
+//! Module map (each owns one thing):
+//! - [`bundle`]: the on-disk model bundle format (manifest, vocabulary, atomic writes).
+//! - [`onnx`]: building ONNX graphs for the model families and running them with tract.
+//! - [`topk`]: partial-sort top-k selection with exclusions.
+//! - [`data`]: reading interaction logs and the train/valid/test split.
+//! - [`eval`]: ranking metrics under the full-ranking protocol.
+//! - [`server`]: the HTTP server (the only module that knows axum).
+//! - `train` (feature `train`): candle training, EASE, distillation, reports.
+
+pub mod bundle;
+pub mod data;
+pub mod eval;
+pub mod onnx;
+pub mod server;
+pub mod topk;
+#[cfg(feature = "train")]
+pub mod train;
