@@ -38,7 +38,11 @@ pub(crate) fn dataset_name(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("data");
     // `ml-100k/u.data` and `ml-1m/ratings.dat` are named after their folder.
     if matches!(stem, "u" | "ratings") {
-        if let Some(dir) = path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
+        if let Some(dir) = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|s| s.to_str())
+        {
             return dir.to_string();
         }
     }
@@ -73,7 +77,12 @@ fn field_timestamp(path: &Path, line: usize, s: &str) -> Result<i64, DataError> 
     let s = s.trim();
     s.parse::<i64>()
         .ok()
-        .or_else(|| s.parse::<f64>().ok().filter(|t| t.is_finite()).map(|t| t as i64))
+        .or_else(|| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .map(|t| t as i64)
+        })
         .ok_or_else(|| perr(path, line, format!("timestamp `{s}` is not a number")))
 }
 
@@ -85,7 +94,11 @@ fn field_id<'a>(path: &Path, line: usize, what: &str, s: &'a str) -> Result<&'a 
     Ok(s)
 }
 
-pub(crate) fn parse(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<RawRecord>, DataError> {
+pub(crate) fn parse(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+) -> Result<Vec<RawRecord>, DataError> {
     match format {
         Format::Auto => unreachable!("Format::resolve never returns Auto"),
         Format::MovielensUData => parse_separated(path, bytes, "\t"),
@@ -111,7 +124,11 @@ fn parse_separated(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<RawRecord
             return Err(perr(
                 path,
                 lineno,
-                format!("expected at least {width} `{}`-separated fields, found {}", sep.escape_default(), fields.len()),
+                format!(
+                    "expected at least {width} `{}`-separated fields, found {}",
+                    sep.escape_default(),
+                    fields.len()
+                ),
             ));
         }
         out.push(RawRecord {
@@ -126,14 +143,19 @@ fn parse_separated(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<RawRecord
 
 fn parse_inter(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
     let text = decode(bytes);
-    let header = text.lines().next().ok_or_else(|| perr(path, 1, "empty file"))?;
+    let header = text
+        .lines()
+        .next()
+        .ok_or_else(|| perr(path, 1, "empty file"))?;
     let names: Vec<&str> = header
         .split('\t')
         .map(|h| h.split(':').next().unwrap_or("").trim())
         .collect();
     let find = |candidates: &[&str]| names.iter().position(|n| candidates.contains(n));
-    let user = find(&["user_id"]).ok_or_else(|| perr(path, 1, "header has no `user_id:token` column"))?;
-    let item = find(&["item_id"]).ok_or_else(|| perr(path, 1, "header has no `item_id:token` column"))?;
+    let user =
+        find(&["user_id"]).ok_or_else(|| perr(path, 1, "header has no `user_id:token` column"))?;
+    let item =
+        find(&["item_id"]).ok_or_else(|| perr(path, 1, "header has no `item_id:token` column"))?;
     let rating = find(&["rating"]);
     let timestamp = find(&["timestamp"]);
     parse_with_optional(path, &text, '\t', [user, item], rating, timestamp)
@@ -150,10 +172,20 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
         .map(|h| h.trim().to_ascii_lowercase().replace(['_', ' '], ""))
         .collect();
     let find = |candidates: &[&str]| norm.iter().position(|n| candidates.contains(&n.as_str()));
-    let user = find(&["userid", "user", "uid"])
-        .ok_or_else(|| perr(path, 1, "CSV header has no user column (userId, user_id, user)"))?;
-    let item = find(&["itemid", "movieid", "item", "iid", "movie"])
-        .ok_or_else(|| perr(path, 1, "CSV header has no item column (itemId, movieId, item_id, item)"))?;
+    let user = find(&["userid", "user", "uid"]).ok_or_else(|| {
+        perr(
+            path,
+            1,
+            "CSV header has no user column (userId, user_id, user)",
+        )
+    })?;
+    let item = find(&["itemid", "movieid", "item", "iid", "movie"]).ok_or_else(|| {
+        perr(
+            path,
+            1,
+            "CSV header has no item column (itemId, movieId, item_id, item)",
+        )
+    })?;
     let rating = find(&["rating", "score"]);
     let timestamp = find(&["timestamp", "time", "ts"]);
     let mut out = Vec::new();
@@ -196,10 +228,13 @@ fn parse_with_optional(
         }
         let fields: Vec<&str> = line.split(sep).collect();
         let get = |col: usize, what: &str| {
-            fields
-                .get(col)
-                .copied()
-                .ok_or_else(|| perr(path, lineno, format!("missing {what} field (found {} fields)", fields.len())))
+            fields.get(col).copied().ok_or_else(|| {
+                perr(
+                    path,
+                    lineno,
+                    format!("missing {what} field (found {} fields)", fields.len()),
+                )
+            })
         };
         out.push(RawRecord {
             user: field_id(path, lineno, "user", get(user, "user")?)?.to_string(),
@@ -219,7 +254,10 @@ fn parse_with_optional(
 
 /// Item titles from the sibling file of the format, when it exists. A present but malformed
 /// title file is an error (it names the file and line), a missing one is not.
-pub(crate) fn read_titles(path: &Path, format: Format) -> Result<HashMap<String, String>, DataError> {
+pub(crate) fn read_titles(
+    path: &Path,
+    format: Format,
+) -> Result<HashMap<String, String>, DataError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let (file, sep) = match format {
         Format::RecboleInter => (path.with_extension("item"), "\t"),
@@ -233,7 +271,9 @@ pub(crate) fn read_titles(path: &Path, format: Format) -> Result<HashMap<String,
     };
     let mut titles = HashMap::new();
     if format == Format::Csv {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(&bytes[..]);
         for (i, rec) in reader.records().enumerate() {
             let rec = rec.map_err(|e| perr(&file, i + 2, format!("malformed CSV: {e}")))?;
             if let (Some(id), Some(title)) = (rec.get(0), rec.get(1)) {
@@ -289,8 +329,16 @@ mod tests {
     #[test]
     fn reads_u_data_with_titles() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "u.data", "1\t10\t5\t100\n2\t10\t3\t50\n1\t11\t4\t90\n");
-        write(d.path(), "u.item", "10|Toy Story (1995)|01-Jan-1995\n11|GoldenEye (1995)|x\n");
+        let p = write(
+            d.path(),
+            "u.data",
+            "1\t10\t5\t100\n2\t10\t3\t50\n1\t11\t4\t90\n",
+        );
+        write(
+            d.path(),
+            "u.item",
+            "10|Toy Story (1995)|01-Jan-1995\n11|GoldenEye (1995)|x\n",
+        );
         let data = read_interactions(&p, Format::Auto, None).unwrap();
         assert_eq!(data.n_users(), 2);
         assert_eq!(data.n_items(), 2);
@@ -304,7 +352,11 @@ mod tests {
     #[test]
     fn reads_ratings_dat() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n");
+        let p = write(
+            d.path(),
+            "ratings.dat",
+            "1::1193::5::978300760\n1::661::3::978302109\n",
+        );
         let data = read_interactions(&p, Format::Auto, None).unwrap();
         assert_eq!(data.records.len(), 2);
         assert_eq!(data.item_ids, vec!["1193", "661"]);
@@ -314,7 +366,11 @@ mod tests {
     #[test]
     fn reads_csv_by_header_names_in_any_order() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "r.csv", "timestamp,movieId,userId,rating\n7,m1,u1,4.5\n8,\"m,2\",u2,1\n");
+        let p = write(
+            d.path(),
+            "r.csv",
+            "timestamp,movieId,userId,rating\n7,m1,u1,4.5\n8,\"m,2\",u2,1\n",
+        );
         let data = read_interactions(&p, Format::Auto, None).unwrap();
         assert_eq!(data.user_ids, vec!["u1", "u2"]);
         assert_eq!(data.item_ids, vec!["m1", "m,2"]);
@@ -330,7 +386,11 @@ mod tests {
             "x.inter",
             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949.0\n",
         );
-        write(d.path(), "x.item", "item_id:token\tmovie_title:token_seq\n242\tKolya\n");
+        write(
+            d.path(),
+            "x.item",
+            "item_id:token\tmovie_title:token_seq\n242\tKolya\n",
+        );
         let data = read_interactions(&p, Format::Auto, None).unwrap();
         assert_eq!(data.name, "x");
         assert_eq!(data.records[0].timestamp, 881250949);
@@ -343,15 +403,37 @@ mod tests {
         let cases = [
             ("u.data", "1\t2\t3\t4\n1\t2\tfive\t4\n", "line 2", "rating"),
             ("u.data", "1\t2\t3\n", "line 1", "fields"),
-            ("ratings.dat", "1::2::3::4\n\n1::2::3::x\n", "line 3", "timestamp"),
-            ("r.csv", "userId,movieId,rating\nu,m,1\nu,,2\n", "line 3", "empty item"),
+            (
+                "ratings.dat",
+                "1::2::3::4\n\n1::2::3::x\n",
+                "line 3",
+                "timestamp",
+            ),
+            (
+                "r.csv",
+                "userId,movieId,rating\nu,m,1\nu,,2\n",
+                "line 3",
+                "empty item",
+            ),
             ("r.csv", "who,what\n1,2\n", "line 1", "user column"),
-            ("x.inter", "user_id:token\titem_id:token\n1\t2\n3\n", "line 3", "missing item"),
-            ("y.inter", "user:token\titem_id:token\n", "line 1", "user_id"),
+            (
+                "x.inter",
+                "user_id:token\titem_id:token\n1\t2\n3\n",
+                "line 3",
+                "missing item",
+            ),
+            (
+                "y.inter",
+                "user:token\titem_id:token\n",
+                "line 1",
+                "user_id",
+            ),
         ];
         for (name, text, line, what) in cases {
             let p = write(d.path(), name, text);
-            let err = read_interactions(&p, Format::Auto, None).unwrap_err().to_string();
+            let err = read_interactions(&p, Format::Auto, None)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(name), "{err}");
             assert!(err.contains(line) && err.contains(what), "{name}: {err}");
         }
@@ -361,7 +443,9 @@ mod tests {
     fn empty_after_filter_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "u.data", "1\t2\t1\t4\n");
-        let err = read_interactions(&p, Format::Auto, Some(4.0)).unwrap_err().to_string();
+        let err = read_interactions(&p, Format::Auto, Some(4.0))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no interactions"), "{err}");
     }
 }

@@ -62,9 +62,18 @@ pub fn random_split(data: &Interactions, ratios: [f64; 3], seed: u64) -> Split {
         let mut train: Vec<(u32, i64)> = inter[..n_train].to_vec();
         // Stable sort keeps the shuffled order among equal timestamps.
         train.sort_by_key(|&(_, t)| t);
-        split.train.push(train.into_iter().map(|(i, _)| i).collect());
-        split.valid.push(inter[n_train..n_train + n_valid].iter().map(|&(i, _)| i).collect());
-        split.test.push(inter[n_train + n_valid..].iter().map(|&(i, _)| i).collect());
+        split
+            .train
+            .push(train.into_iter().map(|(i, _)| i).collect());
+        split.valid.push(
+            inter[n_train..n_train + n_valid]
+                .iter()
+                .map(|&(i, _)| i)
+                .collect(),
+        );
+        split
+            .test
+            .push(inter[n_train + n_valid..].iter().map(|&(i, _)| i).collect());
     }
     split
 }
@@ -77,7 +86,11 @@ impl Split {
     /// Writes `train.tsv`, `valid.tsv`, `test.tsv` (`user_id\titem_id`, external ids) into `dir`.
     pub fn write_tsv(&self, dir: &Path, data: &Interactions) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        for (name, part) in [("train", &self.train), ("valid", &self.valid), ("test", &self.test)] {
+        for (name, part) in [
+            ("train", &self.train),
+            ("valid", &self.valid),
+            ("test", &self.test),
+        ] {
             let file = std::fs::File::create(dir.join(format!("{name}.tsv")))?;
             let mut w = std::io::BufWriter::new(file);
             writeln!(w, "user_id\titem_id")?;
@@ -140,13 +153,21 @@ mod tests {
             assert!(!tr.is_empty(), "user {u} lost all training data");
             let all: Vec<u32> = tr.iter().chain(va).chain(te).copied().collect();
             assert_eq!(all.len(), 1 + u % 23);
-            let mut mine: Vec<u32> = data.records.iter().filter(|r| r.user == u as u32).map(|r| r.item).collect();
+            let mut mine: Vec<u32> = data
+                .records
+                .iter()
+                .filter(|r| r.user == u as u32)
+                .map(|r| r.item)
+                .collect();
             let mut got = all.clone();
             mine.sort();
             got.sort();
             assert_eq!(mine, got, "user {u}: split is not a partition");
             let tr: HashSet<_> = tr.iter().collect();
-            assert!(va.iter().chain(te).all(|i| !tr.contains(i)), "user {u}: leakage");
+            assert!(
+                va.iter().chain(te).all(|i| !tr.contains(i)),
+                "user {u}: leakage"
+            );
         }
     }
 
@@ -156,8 +177,11 @@ mod tests {
         let a = random_split(&data, [0.8, 0.1, 0.1], 7);
         assert_eq!(a, random_split(&data, [0.8, 0.1, 0.1], 7));
         assert_ne!(a, random_split(&data, [0.8, 0.1, 0.1], 8));
-        let ts: std::collections::HashMap<(u32, u32), i64> =
-            data.records.iter().map(|r| ((r.user, r.item), r.timestamp)).collect();
+        let ts: std::collections::HashMap<(u32, u32), i64> = data
+            .records
+            .iter()
+            .map(|r| ((r.user, r.item), r.timestamp))
+            .collect();
         for (u, items) in a.train.iter().enumerate() {
             let t: Vec<i64> = items.iter().map(|&i| ts[&(u as u32, i)]).collect();
             assert!(t.windows(2).all(|w| w[0] <= w[1]));

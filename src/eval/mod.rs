@@ -41,7 +41,9 @@ fn user_metrics(hits: &[bool], n_targets: usize, k: usize) -> [f64; 6] {
         .filter(|(_, &h)| h)
         .map(|(r, _)| 1.0 / ((r + 2) as f64).log2())
         .sum();
-    let idcg: f64 = (0..n_targets.min(k)).map(|r| 1.0 / ((r + 2) as f64).log2()).sum();
+    let idcg: f64 = (0..n_targets.min(k))
+        .map(|r| 1.0 / ((r + 2) as f64).log2())
+        .sum();
     let recall = n_hit / n_targets as f64;
     let precision = n_hit / k as f64;
     let f1 = if recall + precision > 0.0 {
@@ -49,7 +51,10 @@ fn user_metrics(hits: &[bool], n_targets: usize, k: usize) -> [f64; 6] {
     } else {
         0.0
     };
-    let mrr = top.iter().position(|&h| h).map_or(0.0, |r| 1.0 / (r + 1) as f64);
+    let mrr = top
+        .iter()
+        .position(|&h| h)
+        .map_or(0.0, |r| 1.0 / (r + 1) as f64);
     let hit = if n_hit > 0.0 { 1.0 } else { 0.0 };
     [recall, dcg / idcg, hit, precision, f1, mrr]
 }
@@ -91,7 +96,11 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
         }
         let excluded: Vec<u32> = match stage {
             Stage::Valid => split.train[u].clone(),
-            Stage::Test => split.train[u].iter().chain(&split.valid[u]).copied().collect(),
+            Stage::Test => split.train[u]
+                .iter()
+                .chain(&split.valid[u])
+                .copied()
+                .collect(),
         };
         for &i in &excluded {
             known[i as usize] = true;
@@ -100,10 +109,16 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
             is_target[i as usize] = true;
         }
         let row = &scores[u * n_items..(u + 1) * n_items];
-        let mut candidates: Vec<u32> = (0..n_items as u32).filter(|&i| !known[i as usize]).collect();
+        let mut candidates: Vec<u32> = (0..n_items as u32)
+            .filter(|&i| !known[i as usize])
+            .collect();
         let ranked = top_candidates(row, &mut candidates, kmax);
         let hits: Vec<bool> = ranked.iter().map(|&i| is_target[i as usize]).collect();
-        let n_targets = targets.iter().filter(|&&i| !known[i as usize]).count().max(1);
+        let n_targets = targets
+            .iter()
+            .filter(|&&i| !known[i as usize])
+            .count()
+            .max(1);
         for (ki, &k) in KS.iter().enumerate() {
             let m = user_metrics(&hits, n_targets, k);
             for (s, v) in sums[ki].iter_mut().zip(m) {
@@ -121,7 +136,10 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
     let mut out = BTreeMap::new();
     for (ki, &k) in KS.iter().enumerate() {
         for (mi, name) in METRICS.iter().enumerate() {
-            out.insert(format!("{name}@{k}"), sums[ki][mi] / n_evaluated.max(1) as f64);
+            out.insert(
+                format!("{name}@{k}"),
+                sums[ki][mi] / n_evaluated.max(1) as f64,
+            );
         }
     }
     Metrics(out)
