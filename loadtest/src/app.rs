@@ -1,6 +1,7 @@
 //! Wires the CLI to runs, sweeps and the output files.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +45,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(|b| target.post_json(&cli.path, b, None))
         .collect();
     let client = Arc::new(Client { target, requests });
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(interrupt_handler(stop.clone()));
     match cli.mode {
-        Mode::Open | Mode::Closed => single(&cli, client).await,
-        Mode::Sweep => sweep(&cli, client).await,
+        Mode::Open | Mode::Closed => single(&cli, client, stop).await,
+        Mode::Sweep => sweep(&cli, client, stop).await,
+    }
+}
+
+/// First Ctrl-C: stop sending, finish in-flight requests, write the reports. Second: exit now.
+async fn interrupt_handler(stop: Arc<AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("interrupted: finishing in-flight requests and reporting (Ctrl-C again to quit)");
+    stop.store(true, Ordering::Relaxed);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
     }
 }
 
@@ -77,7 +92,7 @@ fn spec(cli: &Cli, load: Load) -> anyhow::Result<RunSpec> {
     })
 }
 
-async fn single(cli: &Cli, client: Arc<Client>) -> anyhow::Result<()> {
+async fn single(cli: &Cli, client: Arc<Client>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let load = match cli.mode {
         Mode::Open => Load::Open {
             rate: cli.rate,
@@ -89,7 +104,7 @@ async fn single(cli: &Cli, client: Arc<Client>) -> anyhow::Result<()> {
     };
     let spec = spec(cli, load)?;
     let window = spec.swap.as_ref().map(|s| s.window);
-    let mut out = run::run(client, spec).await;
+    let mut out = run::run(client, spec, stop).await;
     let mut swap_hists = None;
     let swap_summary = match (window, out.stats.records.take()) {
         (Some(window), Some(records)) => {
@@ -163,7 +178,7 @@ struct SweepReport {
     max_throughput_rps: Option<f64>,
 }
 
-async fn sweep(cli: &Cli, client: Arc<Client>) -> anyhow::Result<()> {
+async fn sweep(cli: &Cli, client: Arc<Client>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rule = SweepRule {
         over: cli.sweep_over,
         start: match cli.sweep_over {
@@ -180,6 +195,9 @@ async fn sweep(cli: &Cli, client: Arc<Client>) -> anyhow::Result<()> {
     let mut steps = Vec::new();
     let mut hists = Vec::new();
     while let Some(value) = rule.next_value(&outcomes) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         if !steps.is_empty() {
             tokio::time::sleep(Duration::from_secs_f64(cli.sweep_pause)).await;
         }
@@ -193,7 +211,7 @@ async fn sweep(cli: &Cli, client: Arc<Client>) -> anyhow::Result<()> {
             },
         };
         eprintln!("sweep step {}: {load:?}", steps.len() + 1);
-        let out = run::run(client.clone(), spec(cli, load)?).await;
+        let out = run::run(client.clone(), spec(cli, load)?, stop.clone()).await;
         let report = Report::new(cli.label.clone(), load, &out, None);
         let outcome = StepOutcome {
             value,

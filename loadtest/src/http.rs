@@ -30,17 +30,28 @@ impl Target {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse().with_context(|| format!("bad port in {url}"))?)
+        // `[v6]:port`, `[v6]`, `host:port` or `host`.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6
+                    .split_once(']')
+                    .with_context(|| format!("unclosed [ in {url}"))?;
+                (host, rest.strip_prefix(':'))
             }
-            _ => (authority, 80),
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            Some(p) => p.parse().with_context(|| format!("bad port in {url}"))?,
+            None => 80,
         };
         if host.is_empty() {
             bail!("no host in {url}");
         }
         Ok(Self {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host.to_string(),
             port,
             base_path: path.to_string(),
         })
@@ -61,11 +72,10 @@ impl Target {
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let mut req = format!(
-            "POST {}{} HTTP/1.1\r\nhost: {}:{}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
+            "POST {}{} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
             self.base_path,
             path,
-            self.host,
-            self.port,
+            self.addr(),
             body.len()
         )
         .into_bytes();
@@ -296,6 +306,8 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("example.org", 80, "/api"));
         let t = Target::parse("http://[::1]:9000").unwrap();
         assert_eq!((t.addr().as_str(), t.port), ("[::1]:9000", 9000));
+        assert_eq!(Target::parse("http://[::1]").unwrap().port, 80);
+        assert!(Target::parse("http://h:x").is_err());
         assert!(Target::parse("https://x").is_err());
         assert!(Target::parse("127.0.0.1:80").is_err());
     }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::bodies;
 use crate::http::{ClientError, Conn, Response, Target};
 use crate::schedule;
-use crate::stats::{micros, ErrorKind, Live, Record, Stats};
+use crate::stats::{micros, record_us, ErrorKind, Live, Record, Stats};
 use crate::swap::{self, SwapEvent, SwapSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,9 +160,7 @@ async fn open_worker(
         let result = ctx.exchange(&mut conn, n).await;
         let done = Instant::now();
         if measured {
-            stats
-                .send_lag
-                .saturating_record(micros(sent.saturating_duration_since(intended)));
+            record_us(&mut stats.send_lag, micros(sent.saturating_duration_since(intended)));
             ctx.record(&mut stats, &result, intended, sent, done);
             last_done = last_done.max(done);
         }
@@ -241,17 +239,8 @@ async fn progress(ctx: Arc<Ctx>, timeline: Arc<Mutex<Vec<Tick>>>) {
     }
 }
 
-pub async fn run(client: Arc<Client>, spec: RunSpec) -> RunOutput {
-    let stop = Arc::new(AtomicBool::new(false));
-    let ctrl_c = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing in-flight requests and reporting");
-                stop.store(true, Ordering::Relaxed);
-            }
-        })
-    };
+/// `stop` ends the run early (Ctrl-C): in-flight requests finish and are reported.
+pub async fn run(client: Arc<Client>, spec: RunSpec, stop: Arc<AtomicBool>) -> RunOutput {
     let t0 = Instant::now();
     let measure_start = t0 + spec.warmup;
     let ctx = Arc::new(Ctx {
@@ -319,7 +308,6 @@ pub async fn run(client: Arc<Client>, spec: RunSpec) -> RunOutput {
         p.join().expect("the pacer thread does not panic");
     }
     progress_task.abort();
-    ctrl_c.abort();
     let swaps = match (swap_stop, swap_task) {
         (Some(tx), Some(task)) => {
             let _ = tx.send(true);

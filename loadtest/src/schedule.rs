@@ -13,15 +13,29 @@ pub fn intended_offset(n: u64, rate: f64) -> Duration {
     Duration::from_secs_f64(n as f64 / rate)
 }
 
+/// Smallest `n` with `pred(intended_offset(n))` false, for a predicate that holds for small `n`.
+/// Starts from the float estimate and corrects it, so it agrees exactly with `intended_offset`
+/// (a bare `floor(t * rate)` is off by one when `n / rate * rate` rounds below `n`).
+fn first_not(estimate: f64, rate: f64, pred: impl Fn(Duration) -> bool) -> u64 {
+    let mut n = estimate.max(0.0) as u64;
+    while n > 0 && !pred(intended_offset(n - 1, rate)) {
+        n -= 1;
+    }
+    while pred(intended_offset(n, rate)) {
+        n += 1;
+    }
+    n
+}
+
 /// How many requests are due by `elapsed` (request 0 is due at once).
 pub fn due_by(elapsed: Duration, rate: f64) -> u64 {
-    (elapsed.as_secs_f64() * rate).floor() as u64 + 1
+    first_not(elapsed.as_secs_f64() * rate, rate, |t| t <= elapsed)
 }
 
 /// Number of requests whose intended time falls strictly before `span` — e.g. the warm-up length
 /// gives the index of the first measured request.
 pub fn count_before(span: Duration, rate: f64) -> u64 {
-    (span.as_secs_f64() * rate).ceil() as u64
+    first_not(span.as_secs_f64() * rate, rate, |t| t < span)
 }
 
 /// Requests to issue: `(first measured index, total)`. With `requests`, that many are measured

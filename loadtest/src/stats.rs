@@ -48,6 +48,16 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is a valid histogram precision")
 }
 
+/// Latencies above an hour are clamped: they only come from a broken clock or run.
+const MAX_RECORDED_US: u64 = 3_600_000_000;
+
+/// Records into an auto-resizing histogram (`saturating_record` would clamp to its current,
+/// tiny range instead of growing it).
+pub fn record_us(h: &mut Histogram<u64>, us: u64) {
+    h.record(us.min(MAX_RECORDED_US))
+        .expect("an hour in µs fits an auto-resizing histogram");
+}
+
 pub struct Stats {
     /// Successful requests (2xx), µs, from the intended send time in open loop.
     pub latency: Histogram<u64>,
@@ -111,7 +121,7 @@ impl Stats {
         ] {
             if let Some(h) = header {
                 match parse_time_us(h) {
-                    Some(us) => hist.saturating_record(us),
+                    Some(us) => record_us(hist, us),
                     None => self.bad_timing_headers += 1,
                 }
             }
@@ -119,8 +129,8 @@ impl Stats {
         let ok = (200..300).contains(&resp.status);
         if ok {
             self.ok += 1;
-            self.latency.saturating_record(micros(latency));
-            self.service.saturating_record(micros(service));
+            record_us(&mut self.latency, micros(latency));
+            record_us(&mut self.service, micros(service));
         } else {
             *self.by_status.entry(resp.status).or_default() += 1;
         }
