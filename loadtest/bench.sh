@@ -51,8 +51,8 @@ log() { echo "[bench] $*" >&2; }
 # ---------------------------------------------------------------------------------------------
 build() {
     log "building release binaries"
-    cargo build --release --no-default-features --bin distilrec
-    cargo build --release -p loadtest
+    cargo build --release -p distilrec --no-default-features --bin distilrec
+    cargo build --release -p loadtest --bin loadtest --example fixed_server
 }
 
 venv() {
@@ -103,6 +103,8 @@ start_distilrec() { # repo model
 # >>> HOOK (lead): the HTTP floor — the same axum stack answering a fixed 10-item JSON after
 # parsing the body. Set FLOOR_CMD to a command that listens on 127.0.0.1:$PORT and serves
 # POST /recommend (and GET /readyz), e.g. "$BIN/distilrec --floor --addr 127.0.0.1:$PORT".
+# Stand-in: FLOOR_CMD='$BIN/examples/fixed_server 127.0.0.1:$PORT' (plain axum + serde_json, without
+# the server's middleware, so a slightly optimistic floor).
 start_floor() {
     [[ -n ${FLOOR_CMD:-} ]] || return 1
     eval "$FLOOR_CMD" >"$OUT/server-floor.log" 2>&1 &

@@ -14,8 +14,8 @@ use crate::http::Target;
 use crate::plot;
 use crate::report::{self, Report};
 use crate::run::{self, Client, Load, RunSpec};
-use crate::sweep::{StepOutcome, SweepRule};
 use crate::swap::{self, SwapSpec};
+use crate::sweep::{StepOutcome, SweepRule};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let target = Target::parse(&cli.url)?;
@@ -141,7 +141,9 @@ fn latency_name(load: Load) -> String {
 }
 
 fn title(cli: &Cli) -> String {
-    cli.label.clone().unwrap_or_else(|| format!("loadtest {}", cli.url))
+    cli.label
+        .clone()
+        .unwrap_or_else(|| format!("loadtest {}", cli.url))
 }
 
 fn write_outputs(cli: &Cli, json: &impl Serialize, md: &str) -> anyhow::Result<()> {
@@ -267,11 +269,7 @@ fn sweep_markdown(s: &SweepReport) -> String {
         s.label.as_deref().unwrap_or("load test"),
         s.p99_bound_ms
     );
-    md.push_str(&report::TABLE_HEADER.replacen(
-        "|\n|---|",
-        "| within bound |\n|---|---|",
-        1,
-    ));
+    md.push_str(&report::TABLE_HEADER.replacen("|\n|---|", "| within bound |\n|---|---|", 1));
     for (i, step) in s.steps.iter().enumerate() {
         let mut row = report::table_row(&step.report);
         row.truncate(row.trim_end().len());

@@ -168,7 +168,11 @@ mod tests {
     fn jsonl_bodies_pass_through_and_reject_non_objects() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.jsonl");
-        std::fs::write(&path, "{\"history\": [\"x\"], \"k\": 3}\n\n{\"history\": []}\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"history\": [\"x\"], \"k\": 3}\n\n{\"history\": []}\n",
+        )
+        .unwrap();
         let bodies = load(Some(&path), &opts()).unwrap();
         assert_eq!(bodies.len(), 2);
         assert_eq!(bodies[0], br#"{"history":["x"],"k":3}"#);

@@ -176,7 +176,12 @@ pub struct Cli {
     pub swap_model: Option<String>,
 
     /// Versions loaded in turn, comma-separated.
-    #[arg(long, env = "LOADTEST_SWAP_VERSIONS", value_delimiter = ',', default_value = "1,2")]
+    #[arg(
+        long,
+        env = "LOADTEST_SWAP_VERSIONS",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
     pub swap_versions: Vec<u64>,
 
     /// Half-width in ms of the window around each swap whose requests are reported separately.

@@ -301,9 +301,15 @@ mod tests {
     #[test]
     fn parses_targets() {
         let t = Target::parse("http://127.0.0.1:8080").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.base_path.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
         let t = Target::parse("http://example.org/api/").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("example.org", 80, "/api"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.base_path.as_str()),
+            ("example.org", 80, "/api")
+        );
         let t = Target::parse("http://[::1]:9000").unwrap();
         assert_eq!((t.addr().as_str(), t.port), ("[::1]:9000", 9000));
         assert_eq!(Target::parse("http://[::1]").unwrap().port, 80);
@@ -342,7 +348,10 @@ mod tests {
         let (resp, used) = parse_response(raw).unwrap().unwrap();
         assert_eq!((resp.status, used), (503, raw.len()));
         for cut in 1..raw.len() {
-            assert!(parse_response(&raw[..cut]).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                parse_response(&raw[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
         }
     }
 

@@ -9,8 +9,8 @@ mod report;
 mod run;
 mod schedule;
 mod stats;
-mod sweep;
 mod swap;
+mod sweep;
 
 use anyhow::Context;
 use clap::Parser;

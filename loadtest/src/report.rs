@@ -85,7 +85,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(label: Option<String>, load: Load, out: &RunOutput, swap: Option<SwapSummary>) -> Self {
+    pub fn new(
+        label: Option<String>,
+        load: Load,
+        out: &RunOutput,
+        swap: Option<SwapSummary>,
+    ) -> Self {
         let s = &out.stats;
         let (mode, offered_rate, connections) = match load {
             Load::Open { rate, connections } => ("open", Some(rate), connections),
@@ -296,7 +301,10 @@ mod tests {
             connections: 4,
         };
         let r = Report::new(Some("t".into()), load, &out, None);
-        assert_eq!((r.requests.total, r.requests.ok, r.requests.errors), (32, 30, 2));
+        assert_eq!(
+            (r.requests.total, r.requests.ok, r.requests.errors),
+            (32, 30, 2)
+        );
         assert!((r.throughput_rps - 10.0).abs() < 1e-9);
         assert!((r.error_rate() - 2.0 / 32.0).abs() < 1e-12);
         assert_eq!(r.errors.by_status["429"], 1);

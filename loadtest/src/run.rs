@@ -100,15 +100,23 @@ impl Ctx {
         micros(t.saturating_duration_since(self.t0))
     }
 
+    /// Progress counters see every request (so the warm-up shows on the progress line); the
+    /// report sees only measured ones.
     fn record(
         &self,
         stats: &mut Stats,
         result: &Result<Response, ErrorKind>,
+        measured: bool,
         start: Instant,
         sent: Instant,
         done: Instant,
     ) {
         let latency = done.saturating_duration_since(start);
+        if !measured {
+            let ok = matches!(result, Ok(r) if (200..300).contains(&r.status));
+            self.live.add(ok, micros(latency));
+            return;
+        }
         let ok = match result {
             Ok(resp) => stats.record_response(resp, latency, done.saturating_duration_since(sent)),
             Err(kind) => {
@@ -159,9 +167,12 @@ async fn open_worker(
         }
         let result = ctx.exchange(&mut conn, n).await;
         let done = Instant::now();
+        ctx.record(&mut stats, &result, measured, intended, sent, done);
         if measured {
-            record_us(&mut stats.send_lag, micros(sent.saturating_duration_since(intended)));
-            ctx.record(&mut stats, &result, intended, sent, done);
+            record_us(
+                &mut stats.send_lag,
+                micros(sent.saturating_duration_since(intended)),
+            );
             last_done = last_done.max(done);
         }
     }
@@ -188,8 +199,8 @@ async fn closed_worker(ctx: Arc<Ctx>, end: Option<Instant>) -> (Stats, Instant) 
         }
         let result = ctx.exchange(&mut conn, n).await;
         let done = Instant::now();
+        ctx.record(&mut stats, &result, measured, sent, sent, done);
         if measured {
-            ctx.record(&mut stats, &result, sent, sent, done);
             last_done = last_done.max(done);
         }
         if matches!(result, Err(ErrorKind::Connect)) {
@@ -216,7 +227,8 @@ async fn progress(ctx: Arc<Ctx>, timeline: Arc<Mutex<Vec<Tick>>>) {
         let (d_ok, d_err) = (ok - last_ok, err - last_err);
         let mean = (sum - last_sum).checked_div(d_ok).unwrap_or(0);
         (last_ok, last_err, last_sum) = (ok, err, sum);
-        let measuring = Instant::now() > ctx.measure_start;
+        // The line covers (second-1, second]; it is "measuring" once that whole second is.
+        let measuring = ctx.t0 + Duration::from_secs(second - 1) >= ctx.measure_start;
         if ctx.spec.progress {
             eprintln!(
                 "[{second:>4}s] {:<9} {d_ok:>7} ok/s {d_err:>6} err/s  mean {:>8.3} ms  max {:>8.3} ms",
@@ -255,7 +267,10 @@ pub async fn run(client: Arc<Client>, spec: RunSpec, stop: Arc<AtomicBool>) -> R
     });
     let timeline = Arc::new(Mutex::new(Vec::new()));
     let progress_task = tokio::spawn(progress(ctx.clone(), timeline.clone()));
-    let end = spec.requests.is_none().then(|| measure_start + spec.duration);
+    let end = spec
+        .requests
+        .is_none()
+        .then(|| measure_start + spec.duration);
     let (swap_stop, swap_task) = match &spec.swap {
         Some(s) => {
             let (tx, rx) = tokio::sync::watch::channel(false);

@@ -200,7 +200,10 @@ mod tests {
     #[test]
     fn overlap_counts_requests_in_flight_during_a_window() {
         let w = [(1000, 2000)];
-        assert!(overlaps_any(&rec(900, 1000, true), &w), "ends at the window start");
+        assert!(
+            overlaps_any(&rec(900, 1000, true), &w),
+            "ends at the window start"
+        );
         assert!(overlaps_any(&rec(1500, 1600, true), &w), "inside");
         assert!(overlaps_any(&rec(500, 5000, true), &w), "spans the window");
         assert!(!overlaps_any(&rec(100, 999, true), &w), "ends before");

@@ -157,9 +157,18 @@ mod tests {
             error_rate: 0.0,
         };
         assert!(r.passes(&ok));
-        assert!(!r.passes(&StepOutcome { p99_us: 10_001, ..ok }));
-        assert!(!r.passes(&StepOutcome { error_rate: 0.001, ..ok }));
-        assert!(!r.passes(&StepOutcome { throughput: 900.0, ..ok }));
+        assert!(!r.passes(&StepOutcome {
+            p99_us: 10_001,
+            ..ok
+        }));
+        assert!(!r.passes(&StepOutcome {
+            error_rate: 0.001,
+            ..ok
+        }));
+        assert!(!r.passes(&StepOutcome {
+            throughput: 900.0,
+            ..ok
+        }));
     }
 
     #[test]
@@ -170,7 +179,10 @@ mod tests {
         assert_eq!(&values[..5], &[1000.0, 2000.0, 4000.0, 8000.0, 16000.0]);
         assert_eq!(values[5], 12000.0, "first bisection between 8k and 16k");
         let best = &steps[r.best(&steps).unwrap()];
-        assert!(best.value <= 11_000.0 && best.value >= 11_000.0 / 1.05, "{values:?}");
+        assert!(
+            best.value <= 11_000.0 && best.value >= 11_000.0 / 1.05,
+            "{values:?}"
+        );
         assert!(steps.len() < r.max_steps);
     }
 
