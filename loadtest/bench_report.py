@@ -118,8 +118,8 @@ def main():
     pyver = load_text(os.path.join(a.out, "python-versions.txt"))
     print("# Benchmarks\n")
     print(f"Produced by `{a.command}` on {datetime.date.today().isoformat()}.\n")
-    print("**Machine**: {} cores ({}), CPU: {}, kernel {}. Client and server share the cores; the "
-          "client runs one thread.\n".format(os.cpu_count(), nproc(), cpu_model(), platform.release()))
+    print("**Machine**: `nproc` = {}, CPU: {}, kernel {}. Client and server share the cores; the "
+          "client runs one thread.\n".format(nproc(), cpu_model(), platform.release()))
     if pyver:
         print(f"Python peer: {pyver.strip()}.\n")
     print(f"Max throughput = highest open-loop rate whose p99 (from the intended send time, no "
@@ -193,9 +193,9 @@ def main():
 
 def nproc():
     try:
-        return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() + " usable"
+        return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     except OSError:
-        return "nproc unavailable"
+        return str(os.cpu_count())
 
 
 def load_text(path):
