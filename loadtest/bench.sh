@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Benchmark suite behind BENCHMARKS.md (issue 4, item 5). One command, from the repository root:
+#
+#     loadtest/bench.sh
+#
+# It builds release binaries, prepares the bundles, starts each target alone on this machine and
+# measures it with the SAME client settings:
+#   student / teacher (trained bundles, 1,682 items), student / teacher at 100k items (synthetic
+#   weights, same architectures), the HTTP floor, and a FastAPI + onnxruntime service (venv).
+# For each: a rate sweep (max throughput with p99 <= P99_BOUND_MS), an open-loop run at a fixed
+# moderate rate (p50/p99), and the server's RSS. Then a hot-swap run and a cross-check with wrk.
+# Results: $OUT/*.json|md|png and BENCHMARKS.md (written by loadtest/bench_report.py).
+#
+# Knobs (environment): MODELS (repository with trained `student` and `teacher`), BODIES (split
+# TSV of user<TAB>item, e.g. the distill job's train split), OUT, WARMUP, DURATION, FIXED_RATE,
+# SWEEP_START, P99_BOUND_MS, CONNECTIONS, QUICK=1 (short runs, for checking the script).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/bench-out}
+MODELS=${MODELS:-$ROOT/models}
+BODIES=${BODIES:-}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$CARGO_TARGET_DIR/release
+if [[ ${QUICK:-0} == 1 ]]; then
+    WARMUP=${WARMUP:-1}; DURATION=${DURATION:-3}; SWEEP_MAX_STEPS=${SWEEP_MAX_STEPS:-6}
+else
+    WARMUP=${WARMUP:-3}; DURATION=${DURATION:-10}; SWEEP_MAX_STEPS=${SWEEP_MAX_STEPS:-16}
+fi
+FIXED_RATE=${FIXED_RATE:-2000}
+SWEEP_START=${SWEEP_START:-1000}
+P99_BOUND_MS=${P99_BOUND_MS:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+PORT=${PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-18081}
+ADMIN_TOKEN=bench-token
+mkdir -p "$OUT"
+RUN_LOG=$OUT/commands.log
+: >"$RUN_LOG"
+
+# Identical client settings for every target. One client thread leaves the other core to the
+# server (both share the machine's cores; NOTES.md baselines were taken the same way).
+CLIENT=(--threads 1 --connections "$CONNECTIONS" --warmup "$WARMUP" --duration "$DURATION"
+        --k 10 --seed 42 --history-len 50 --timeout 5 --quiet)
+SWEEP=(--mode sweep --sweep-over rate --rate "$SWEEP_START" --p99-bound-ms "$P99_BOUND_MS"
+       --sweep-growth 2 --sweep-precision 0.05 --sweep-pause 1 --sweep-max-steps "$SWEEP_MAX_STEPS")
+
+log() { echo "[bench] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+build() {
+    log "building release binaries"
+    cargo build --release -p distilrec --no-default-features --bin distilrec
+    cargo build --release -p loadtest --bin loadtest --example fixed_server
+}
+
+venv() {
+    local v=$OUT/venv
+    if [[ ! -x $v/bin/python ]] || ! "$v/bin/python" -c 'import fastapi, uvicorn, uvloop, httptools, onnxruntime, numpy' 2>/dev/null; then
+        log "creating the Python venv ($v)"
+        python3 -m venv "$v"
+        "$v/bin/pip" install --quiet fastapi 'uvicorn[standard]' onnxruntime numpy
+    fi
+    PY=$v/bin/python
+    "$PY" -c 'import fastapi, uvicorn, onnxruntime; print("fastapi", fastapi.__version__, "uvicorn", uvicorn.__version__, "onnxruntime", onnxruntime.__version__)' >"$OUT/python-versions.txt"
+}
+
+latest_version() { ls "$1" | grep -E '^[0-9]+$' | sort -n | tail -1; }
+
+# One repository per target, holding only that model, so RSS is the server plus one model.
+single_model_repo() { # name source_model_dir -> prints repo path
+    local repo=$OUT/repos/$1
+    rm -rf "$repo"; mkdir -p "$repo"
+    ln -s "$2" "$repo/$1"
+    echo "$repo"
+}
+
+# >>> HOOK (lead): synthetic 100k-item bundles of the student's and the teacher's architectures.
+# Must leave models/<name>/<version>/ bundles at $OUT/synth/student100k and $OUT/synth/teacher100k
+# with items i1..i100000 (crate::onnx::write_synthetic_bundle). Suggested: a small example or a
+# `distill synth` subcommand that reads the trained bundles' manifests for the architecture.
+make_synthetic_100k() {
+    if [[ -n ${SYNTH_CMD:-} ]]; then
+        log "synthetic 100k bundles: $SYNTH_CMD"
+        eval "$SYNTH_CMD"
+    else
+        log "HOOK make_synthetic_100k not configured (SYNTH_CMD); skipping the 100k rows"
+    fi
+}
+# <<< HOOK
+
+# ---------------------------------------------------------------------------------------------
+SERVER_PID=
+start_distilrec() { # repo model
+    "$BIN/distilrec" --models "$1" --default-model "$2" --addr "127.0.0.1:$PORT" \
+        --admin-addr "127.0.0.1:$ADMIN_PORT" --admin-token "$ADMIN_TOKEN" \
+        >"$OUT/server-$2.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$PORT/readyz"
+}
+
+# >>> HOOK (lead): the HTTP floor — the same axum stack answering a fixed 10-item JSON after
+# parsing the body. Set FLOOR_CMD to a command that listens on 127.0.0.1:$PORT and serves
+# POST /recommend (and GET /readyz), e.g. "$BIN/distilrec --floor --addr 127.0.0.1:$PORT".
+# Stand-in: FLOOR_CMD='$BIN/examples/fixed_server 127.0.0.1:$PORT' (plain axum + serde_json, without
+# the server's middleware, so a slightly optimistic floor).
+start_floor() {
+    [[ -n ${FLOOR_CMD:-} ]] || return 1
+    eval "$FLOOR_CMD" >"$OUT/server-floor.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$PORT/readyz"
+}
+# <<< HOOK
+
+start_python() { # bundle_dir
+    "$PY" "$ROOT/loadtest/python_service.py" "$1" --port "$PORT" --processes "$(nproc)" \
+        >"$OUT/server-python.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$PORT/readyz"
+}
+
+wait_ready() {
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then log "server exited; see $OUT/server-*.log"; return 1; fi
+        sleep 0.2
+    done
+    log "server not ready after 60 s"; return 1
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local kids
+    kids=$(pgrep -P "$SERVER_PID" || true)
+    kill "$SERVER_PID" $kids 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+trap stop_server EXIT
+
+# Resident memory of the server process tree, kB: current (VmRSS) and peak (VmHWM).
+rss_kb() {
+    local pids="$SERVER_PID $(pgrep -P "$SERVER_PID" | tr '\n' ' ')" rss=0 hwm=0 p
+    for p in $pids; do
+        [[ -r /proc/$p/status ]] || continue
+        rss=$((rss + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")))
+        hwm=$((hwm + $(awk '/^VmHWM:/ {print $2}' "/proc/$p/status")))
+    done
+    echo "{\"rss_kb\": $rss, \"hwm_kb\": $hwm}"
+}
+
+loadtest() { # name args...
+    local name=$1; shift
+    local cmd=("$BIN/loadtest" --url "http://127.0.0.1:$PORT" "${CLIENT[@]}" "$@" --label "$name")
+    echo "${cmd[*]}" >>"$RUN_LOG"
+    "${cmd[@]}"
+}
+
+# Sweep + fixed-rate run + RSS for the server currently running.
+measure() { # name body-args...
+    local name=$1; shift
+    log "measuring $name"
+    loadtest "$name" "${SWEEP[@]}" "$@" --json-out "$OUT/$name.sweep.json" \
+        --md-out "$OUT/$name.sweep.md" --plot "$OUT/$name.sweep.png" >/dev/null
+    loadtest "$name" --mode open --rate "$FIXED_RATE" "$@" --json-out "$OUT/$name.fixed.json" \
+        --md-out "$OUT/$name.fixed.md" --plot "$OUT/$name.fixed.png" >/dev/null
+    # p99 at half of this target's own max throughput (the acceptance's "50 % of max").
+    local half
+    half=$(half_max "$OUT/$name.sweep.json")
+    loadtest "$name" --mode open --rate "$half" "$@" --json-out "$OUT/$name.half.json" \
+        --md-out "$OUT/$name.half.md" >/dev/null
+    rss_kb >"$OUT/$name.rss.json"
+}
+
+half_max() { # sweep.json -> half the max throughput (at least 100/s)
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(max(100, int((d['max_throughput_rps'] or 200) / 2)))" "$1"
+}
+
+body_args() { # n_items: real split bodies at 1,682 items, synthetic ids for synthetic bundles
+    if [[ $1 == 1682 && -n $BODIES ]]; then
+        echo "--bodies $BODIES"
+    else
+        echo "--synthetic-items $1"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+build
+venv
+make_synthetic_100k
+
+for model in student teacher; do
+    [[ -d $MODELS/$model ]] || { log "no $MODELS/$model; run the distill job first"; exit 1; }
+    repo=$(single_model_repo "$model" "$MODELS/$model")
+    start_distilrec "$repo" "$model"
+    # shellcheck disable=SC2046
+    measure "$model" $(body_args 1682)
+    stop_server
+done
+
+for model in student100k teacher100k; do
+    src=$OUT/synth/$model
+    [[ -d $src ]] || continue
+    repo=$(single_model_repo "$model" "$src")
+    start_distilrec "$repo" "$model"
+    # shellcheck disable=SC2046
+    measure "$model" $(body_args 100000)
+    stop_server
+done
+
+if start_floor; then
+    # shellcheck disable=SC2046
+    measure floor $(body_args 1682)
+    stop_server
+else
+    log "HTTP floor hook (FLOOR_CMD) not configured: floor row left empty"
+fi
+
+student_bundle=$MODELS/student/$(latest_version "$MODELS/student")
+start_python "$student_bundle"
+# shellcheck disable=SC2046
+measure python $(body_args 1682)
+stop_server
+
+# Hot swap: the student at half its max throughput, a swap every second between two versions.
+log "hot-swap scenario"
+swap_repo=$OUT/repos/swap
+rm -rf "$swap_repo"; mkdir -p "$swap_repo/student"
+ln -s "$student_bundle" "$swap_repo/student/1"
+ln -s "$student_bundle" "$swap_repo/student/2"
+swap_rate=$(half_max "$OUT/student.sweep.json")
+start_distilrec "$swap_repo" student
+# shellcheck disable=SC2046
+loadtest "student swap" --mode open --rate "$swap_rate" --duration $((DURATION * 2)) \
+    --model student --swap-every 1 --swap-versions 1,2 --admin-url "http://127.0.0.1:$ADMIN_PORT" \
+    --admin-token "$ADMIN_TOKEN" $(body_args 1682) --json-out "$OUT/swap.json" \
+    --md-out "$OUT/swap.md" --plot "$OUT/swap.png" >/dev/null
+
+# Cross-check one point with an independent tool: wrk (closed loop) vs loadtest closed loop,
+# same connection count, same bodies, same server (the student, still running).
+log "cross-check with wrk"
+if ! command -v wrk >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || log "could not install wrk"
+fi
+if command -v wrk >/dev/null; then
+    # shellcheck disable=SC2046
+    "$BIN/loadtest" --url "http://127.0.0.1:$PORT" --k 10 --seed 42 --history-len 50 \
+        $(body_args 1682) --dump-bodies "$OUT/bodies.jsonl" >/dev/null
+    cat >"$OUT/wrk-post.lua" <<EOF
+-- POST the same bodies loadtest sends, one per request, in order.
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local bodies, i = {}, 0
+for line in io.lines("$OUT/bodies.jsonl") do bodies[#bodies + 1] = line end
+request = function()
+    i = i % #bodies + 1
+    return wrk.format(nil, "/recommend", nil, bodies[i])
+end
+EOF
+    echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency -s $OUT/wrk-post.lua http://127.0.0.1:$PORT" >>"$RUN_LOG"
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/wrk-post.lua" \
+        "http://127.0.0.1:$PORT" >"$OUT/wrk.txt"
+    # shellcheck disable=SC2046
+    loadtest "student closed" --mode closed --concurrency "$CONNECTIONS" $(body_args 1682) \
+        --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
+fi
+stop_server
+
+python3 "$ROOT/loadtest/bench_report.py" --out "$OUT" --command "loadtest/bench.sh" \
+    --p99-bound-ms "$P99_BOUND_MS" --fixed-rate "$FIXED_RATE" >"$ROOT/BENCHMARKS.md"
+log "wrote $ROOT/BENCHMARKS.md"
