@@ -161,3 +161,90 @@ async fn metrics(State(st): State<AppState>) -> Response {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    fn make_app(extra: &[&str]) -> (tempfile::TempDir, Router) {
+        let repo = tempfile::tempdir().unwrap();
+        let mut args = vec!["distilrec", "--models", repo.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let config = Config::try_parse_from(args).unwrap();
+        (repo, router(super::super::app_state(config)))
+    }
+
+    async fn call(app: &Router, req: axum::http::Request<Body>) -> (StatusCode, String) {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn post(path: &str, body: &str) -> axum::http::Request<Body> {
+        axum::http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    fn get(path: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn live_but_not_ready_without_a_model() {
+        let (_repo, app) = make_app(&[]);
+        assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, get("/readyz")).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, body) = call(&app, post("/recommend", r#"{"history": ["a"]}"#)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains(r#""error_type":"not_ready""#), "{body}");
+        let (status, body) = call(&app, post("/recommend", r#"{"history": ["a"], "model": "x"}"#)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains(r#""error_type":"unknown_model""#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_get_our_error_format_and_are_counted_once() {
+        let (_repo, app) = make_app(&["--max-body-bytes", "100"]);
+        let (status, body) = call(&app, post("/recommend", "{")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains(r#""error_type":"malformed_json""#), "{body}");
+        let big = format!(r#"{{"history": ["{}"]}}"#, "x".repeat(200));
+        let (status, body) = call(&app, post("/recommend", &big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains(r#""error_type":"payload_too_large""#), "{body}");
+        let (status, metrics) = call(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(metrics.contains(
+            r#"distilrec_http_requests_total{method="POST",route="/recommend",status="400"} 1"#
+        ));
+        assert!(metrics.contains(
+            r#"distilrec_http_requests_total{method="POST",route="/recommend",status="413"} 1"#
+        ));
+    }
+
+    #[tokio::test]
+    async fn admin_routes_exist_only_when_enabled_and_need_the_token() {
+        let (_repo, app) = make_app(&[]);
+        let (status, _) = call(&app, post("/admin/models/m/unpin", "")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_repo, app) = make_app(&["--admin-token", "secret-token"]);
+        let (status, body) = call(&app, post("/admin/models/m/unpin", "")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let req = axum::http::Request::post("/admin/models/m/unpin")
+            .header("authorization", "Bearer secret-token")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains(r#""error_type":"unknown_model""#), "{body}");
+    }
+}

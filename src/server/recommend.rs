@@ -141,7 +141,11 @@ pub async fn recommend(
     let entry = valid_model_name(name)
         .then(|| st.registry.get(name))
         .flatten()
-        .ok_or_else(|| ApiError::UnknownModel(name.to_string()))?;
+        .ok_or_else(|| match req.model {
+            Some(_) => ApiError::UnknownModel(name.to_string()),
+            // The configured default has not appeared in the repository (yet).
+            None => ApiError::NotReady(name.to_string()),
+        })?;
     // Held until the response is built: this request sees one version from start to end.
     let model = entry
         .live()
