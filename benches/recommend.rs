@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use distilrec::bundle::{list_versions, Bundle, Role};
-use distilrec::onnx::{write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer};
+use distilrec::onnx::{
+    write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer,
+};
 use distilrec::server::{rank, RankRequest};
 
 const ML100K_ROWS: usize = 1683;
@@ -52,7 +54,9 @@ fn bench(c: &mut Criterion) {
         load(&repo, &student, || {
             ModelWeights::MeanMlp(MeanMlpWeights::random(ML100K_ROWS, 32, &[64], 1))
         }),
-        load(&repo, &teacher, || ModelWeights::Ease(EaseWeights::random(ML100K_ROWS, 2))),
+        load(&repo, &teacher, || {
+            ModelWeights::Ease(EaseWeights::random(ML100K_ROWS, 2))
+        }),
     ];
     let mut group = c.benchmark_group("recommend");
     for (label, bundle) in &bundles {
@@ -69,9 +73,11 @@ fn bench(c: &mut Criterion) {
                 })
                 .collect();
             group.throughput(Throughput::Elements(batch as u64));
-            group.bench_with_input(BenchmarkId::new(label.as_str(), batch), &requests, |b, r| {
-                b.iter(|| rank(&scorer, r).expect("inference succeeds"))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(label.as_str(), batch),
+                &requests,
+                |b, r| b.iter(|| rank(&scorer, r).expect("inference succeeds")),
+            );
         }
     }
     group.finish();

@@ -93,8 +93,8 @@ impl Bundle {
     /// only references existing rows, and the directory name matches the manifest's version.
     pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text =
-            std::fs::read_to_string(&manifest_path).map_err(|e| BundleError::io(&manifest_path, e))?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| BundleError::io(&manifest_path, e))?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| BundleError::Manifest {
                 path: manifest_path.clone(),
@@ -118,7 +118,11 @@ impl Bundle {
         if manifest.n_rows < 2 {
             return Err(bad("n_rows must be at least 2 (padding + one item)".into()));
         }
-        if let Some(dir_version) = dir.file_name().and_then(|n| n.to_str()).and_then(parse_version) {
+        if let Some(dir_version) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_version)
+        {
             if dir_version != manifest.version {
                 return Err(bad(format!(
                     "version {} does not match directory {dir_version}",
@@ -128,7 +132,8 @@ impl Bundle {
         }
 
         let model_path = dir.join(MODEL_FILE);
-        let model_bytes = std::fs::read(&model_path).map_err(|e| BundleError::io(&model_path, e))?;
+        let model_bytes =
+            std::fs::read(&model_path).map_err(|e| BundleError::io(&model_path, e))?;
         let actual = sha256_hex(&model_bytes);
         if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
             return Err(BundleError::Checksum {
@@ -257,7 +262,11 @@ pub fn write_bundle(
         // Another writer may take a version number between our listing and our rename:
         // rename fails on a non-empty target, so retry with the next number.
         for _ in 0..16 {
-            let version = list_versions(repo, &manifest.name).last().copied().unwrap_or(0) + 1;
+            let version = list_versions(repo, &manifest.name)
+                .last()
+                .copied()
+                .unwrap_or(0)
+                + 1;
             manifest.version = version;
             let json = serde_json::to_vec_pretty(&manifest).expect("manifest always serializes");
             write_synced(&staging.join(MANIFEST_FILE), &json)?;

@@ -62,7 +62,13 @@ impl ItemVocab {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_end() == ITEMS_HEADER => {}
-            _ => return Err(BundleError::parse(path, 1, format!("expected header `{ITEMS_HEADER}`"))),
+            _ => {
+                return Err(BundleError::parse(
+                    path,
+                    1,
+                    format!("expected header `{ITEMS_HEADER}`"),
+                ))
+            }
         }
         let mut items = Vec::new();
         for (i, line) in lines {
@@ -71,10 +77,9 @@ impl ItemVocab {
                 continue;
             }
             let mut cols = line.splitn(3, '\t');
-            let row: usize = cols
-                .next()
-                .and_then(|r| r.parse().ok())
-                .ok_or_else(|| BundleError::parse(path, lineno, "row index is not a number".into()))?;
+            let row: usize = cols.next().and_then(|r| r.parse().ok()).ok_or_else(|| {
+                BundleError::parse(path, lineno, "row index is not a number".into())
+            })?;
             let id = cols
                 .next()
                 .filter(|s| !s.is_empty())
@@ -88,7 +93,11 @@ impl ItemVocab {
                 ));
             }
             if row == 0 && id != PAD_TOKEN {
-                return Err(BundleError::parse(path, lineno, format!("row 0 must be {PAD_TOKEN}")));
+                return Err(BundleError::parse(
+                    path,
+                    lineno,
+                    format!("row 0 must be {PAD_TOKEN}"),
+                ));
             }
             items.push((id.to_string(), title));
         }
@@ -143,7 +152,13 @@ impl UserHistories {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_end() == USERS_HEADER => {}
-            _ => return Err(BundleError::parse(path, 1, format!("expected header `{USERS_HEADER}`"))),
+            _ => {
+                return Err(BundleError::parse(
+                    path,
+                    1,
+                    format!("expected header `{USERS_HEADER}`"),
+                ))
+            }
         }
         let mut map = HashMap::new();
         for (i, line) in lines {
@@ -151,15 +166,19 @@ impl UserHistories {
             if line.is_empty() {
                 continue;
             }
-            let (user, rows) = line
-                .split_once('\t')
-                .ok_or_else(|| BundleError::parse(path, lineno, "expected 2 tab-separated columns".into()))?;
+            let (user, rows) = line.split_once('\t').ok_or_else(|| {
+                BundleError::parse(path, lineno, "expected 2 tab-separated columns".into())
+            })?;
             let rows = rows
                 .split(',')
                 .filter(|r| !r.is_empty())
                 .map(|r| match r.parse::<u32>() {
                     Ok(v) if (v as usize) < n_rows && v > 0 => Ok(v),
-                    _ => Err(BundleError::parse(path, lineno, format!("bad history row `{r}`"))),
+                    _ => Err(BundleError::parse(
+                        path,
+                        lineno,
+                        format!("bad history row `{r}`"),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             map.insert(user.to_string(), rows);
@@ -192,7 +211,10 @@ mod tests {
 
     #[test]
     fn items_round_trip_and_lookup() {
-        let v = ItemVocab::new(vec![("a".into(), Some("Alpha\tA".into())), ("b".into(), None)]);
+        let v = ItemVocab::new(vec![
+            ("a".into(), Some("Alpha\tA".into())),
+            ("b".into(), None),
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("items.tsv");
         std::fs::write(&p, v.to_tsv()).unwrap();
@@ -221,6 +243,9 @@ mod tests {
         let err = UserHistories::read(&p, 3).unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains('9'), "{err}");
         std::fs::write(&p, "user_id\thistory_rows\nu1\t1,2\n").unwrap();
-        assert_eq!(UserHistories::read(&p, 3).unwrap().get("u1"), Some(&[1u32, 2][..]));
+        assert_eq!(
+            UserHistories::read(&p, 3).unwrap().get("u1"),
+            Some(&[1u32, 2][..])
+        );
     }
 }

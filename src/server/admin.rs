@@ -112,7 +112,14 @@ mod tests {
     fn versions_are_positive_integers_only() {
         assert_eq!(version_of(&json!(3)).unwrap(), 3);
         assert_eq!(version_of(&json!("12")).unwrap(), 12);
-        for bad in [json!(0), json!(-1), json!(1.5), json!("../1"), json!("1/.."), json!(null)] {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("../1"),
+            json!("1/.."),
+            json!(null),
+        ] {
             assert!(version_of(&bad).is_err(), "{bad}");
         }
     }

@@ -203,10 +203,7 @@ impl Batcher {
                 .name(format!("infer-{model}-{i}"))
                 .spawn(move || inference_loop(&shared, &m))?;
         }
-        Ok(Batcher {
-            tx,
-            depth: m.depth,
-        })
+        Ok(Batcher { tx, depth: m.depth })
     }
 
     /// Queues a job without waiting; a full queue is the caller's cue to shed load.
@@ -286,9 +283,7 @@ fn run_batch(batch: Vec<Job>, m: &BatchMetrics) {
         m.queue
             .observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
     }
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        score(&model, &batch)
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| score(&model, &batch)));
     let inference_time = start.elapsed();
     m.inference.observe(inference_time.as_secs_f64());
     let size = batch.len();

@@ -130,12 +130,15 @@ impl Config {
                 return fail("--admin-token must be at least 8 characters without spaces".into());
             }
         }
-        if self.admin_addr.is_some() && self.admin_addr == Some(self.addr) && self.addr.port() != 0 {
+        if self.admin_addr.is_some() && self.admin_addr == Some(self.addr) && self.addr.port() != 0
+        {
             return fail("--admin-addr must differ from --addr".into());
         }
         if let Some(name) = &self.default_model {
             if !crate::bundle::valid_model_name(name) {
-                return fail(format!("--default-model `{name}` is not a valid model name"));
+                return fail(format!(
+                    "--default-model `{name}` is not a valid model name"
+                ));
             }
         }
         Ok(())

@@ -206,7 +206,11 @@ mod tests {
         let (status, body) = call(&app, post("/recommend", r#"{"history": ["a"]}"#)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains(r#""error_type":"not_ready""#), "{body}");
-        let (status, body) = call(&app, post("/recommend", r#"{"history": ["a"], "model": "x"}"#)).await;
+        let (status, body) = call(
+            &app,
+            post("/recommend", r#"{"history": ["a"], "model": "x"}"#),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains(r#""error_type":"unknown_model""#), "{body}");
     }
@@ -220,7 +224,10 @@ mod tests {
         let big = format!(r#"{{"history": ["{}"]}}"#, "x".repeat(200));
         let (status, body) = call(&app, post("/recommend", &big)).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(body.contains(r#""error_type":"payload_too_large""#), "{body}");
+        assert!(
+            body.contains(r#""error_type":"payload_too_large""#),
+            "{body}"
+        );
         let (status, metrics) = call(&app, get("/metrics")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(metrics.contains(

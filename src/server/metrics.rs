@@ -161,7 +161,9 @@ impl Metrics {
     /// Marks `version` as the live one of `model`, removing the label set of `previous`.
     pub fn set_live(&self, model: &str, previous: Option<u64>, version: u64) {
         if let Some(p) = previous {
-            let _ = self.model_live.remove_label_values(&[model, &p.to_string()]);
+            let _ = self
+                .model_live
+                .remove_label_values(&[model, &p.to_string()]);
         }
         self.model_live
             .with_label_values(&[model, &version.to_string()])
@@ -194,7 +196,9 @@ mod tests {
         assert!(text.contains(
             r#"distilrec_http_requests_total{method="POST",route="/recommend",status="200"} 1"#
         ));
-        assert!(text.contains(r#"distilrec_queue_duration_seconds_bucket{model="m",le="0.00002"} 1"#));
+        assert!(
+            text.contains(r#"distilrec_queue_duration_seconds_bucket{model="m",le="0.00002"} 1"#)
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("distilrec_"), "{line}");
         }

@@ -23,7 +23,6 @@ mod rank;
 mod recommend;
 mod registry;
 mod shutdown;
-mod standin;
 
 use std::future::{Future, IntoFuture};
 use std::sync::atomic::AtomicBool;
@@ -157,7 +156,9 @@ pub async fn serve(
     let servers = async {
         main.await.context("server task")?.context("serving")?;
         if let Some(a) = admin {
-            a.await.context("admin server task")?.context("serving admin")?;
+            a.await
+                .context("admin server task")?
+                .context("serving admin")?;
         }
         anyhow::Ok(())
     };

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use prometheus::IntGauge;
 
-use super::standin::OnnxScorer;
 use crate::bundle::{Bundle, BundleError, ItemVocab, Manifest, UserHistories};
+use crate::onnx::{OnnxScorer, RuntimeError};
 
 /// A model version ready to serve. Requests hold it through an `Arc` for their whole life, so a
 /// swap never changes the version under a request; it is freed when the last holder drops it.
@@ -41,7 +41,9 @@ pub enum LoadError {
     #[error("the bundle is for model `{found}`, not `{expected}`")]
     WrongModel { expected: String, found: String },
     #[error("ONNX model rejected: {0}")]
-    Runtime(String),
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Shape(String),
     #[error("warm-up failed: {0}")]
     Warmup(String),
     #[error("loading panicked")]
@@ -54,7 +56,8 @@ impl LoadError {
         match self {
             LoadError::Bundle(e) => e.kind(),
             LoadError::WrongModel { .. } => "wrong_model",
-            LoadError::Runtime(_) => "runtime",
+            LoadError::Runtime(e) => e.kind(),
+            LoadError::Shape(_) => "output_shape",
             LoadError::Warmup(_) => "warmup",
             LoadError::Panic => "panic",
         }
@@ -87,10 +90,9 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
     }
     // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for a
     // different vocabulary than the one in items.tsv / the manifest.
-    let scorer = OnnxScorer::load(&model_bytes, manifest.n_rows)
-        .map_err(|e| LoadError::Runtime(e.to_string()))?;
+    let scorer = OnnxScorer::load(&model_bytes, manifest.n_rows)?;
     if scorer.n_rows() != manifest.n_rows {
-        return Err(LoadError::Runtime(format!(
+        return Err(LoadError::Shape(format!(
             "the model scores {} rows, the manifest says {}",
             scorer.n_rows(),
             manifest.n_rows

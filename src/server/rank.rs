@@ -2,7 +2,8 @@
 //! request. This is the whole compute of a recommend request; the batcher runs it on its
 //! inference threads and the criterion benchmark calls it directly.
 
-use super::standin::{top_k, OnnxScorer, RuntimeError};
+use crate::onnx::{OnnxScorer, RuntimeError};
+use crate::topk::top_k;
 
 /// One request of a batch, in vocabulary rows.
 #[derive(Debug, Clone, Copy)]

@@ -241,7 +241,9 @@ fn respond(
     };
     let bytes = match serde_json::to_vec(&body) {
         Ok(b) => b,
-        Err(e) => return ApiError::Internal(format!("serializing a response: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::Internal(format!("serializing a response: {e}")).into_response()
+        }
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();

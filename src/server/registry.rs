@@ -225,7 +225,11 @@ impl Registry {
     }
 
     async fn known_bad(&self, entry: &ModelEntry, version: u64) -> bool {
-        let Some(remembered) = entry.control().failures.get(&version).map(|f| f.fingerprint)
+        let Some(remembered) = entry
+            .control()
+            .failures
+            .get(&version)
+            .map(|f| f.fingerprint)
         else {
             return false;
         };
