@@ -110,7 +110,9 @@ fn every_bad_input_gets_its_status_and_error_type() {
     );
     server.wait_ready();
     let json = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (what, content type, body, status, error_type)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "unknown user",
             json,

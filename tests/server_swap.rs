@@ -308,7 +308,7 @@ fn swapping_under_load_fails_no_request() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let body = if (n + c) % 2 == 0 {
+                    let body = if (n + c).is_multiple_of(2) {
                         json!({"history": ids, "k": 5})
                     } else {
                         json!({"user_id": "u2", "k": 5})
@@ -387,6 +387,7 @@ fn swapping_under_load_fails_no_request() {
         &errors[..errors.len().min(5)]
     );
     let counts = *counts.lock().unwrap();
+    eprintln!("responses per version during {swaps} swaps: {counts:?}");
     assert!(
         counts[0] > 0 && counts[1] > 0,
         "both versions served: {counts:?}"
