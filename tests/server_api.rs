@@ -411,3 +411,57 @@ fn read_only_routes_and_metrics_move() {
         eprintln!("promtool not installed; skipping `promtool check metrics`");
     }
 }
+
+#[test]
+fn a_full_queue_answers_503_overloaded_at_once() {
+    let (_root, repo) = setup();
+    publish(&repo, "ml100k", &mlp(1));
+    // A long batching window holds the first two requests in the queue.
+    let server = Server::start(
+        &repo,
+        &[
+            "--max-batch-size",
+            "8",
+            "--queue-capacity",
+            "2",
+            "--max-queue-delay-us",
+            "2000000",
+            "--request-timeout-ms",
+            "20000",
+        ],
+    );
+    server.wait_ready();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/recommend");
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(url)
+                    .json(&json!({"history": ["i1"]}))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    wait_for("two queued requests", || {
+        sample(
+            &server.metrics(),
+            r#"distilrec_queue_depth{model="ml100k"}"#,
+        ) == 2.0
+    });
+    let r = server
+        .http
+        .post(server.url("/recommend"))
+        .json(&json!({"history": ["i1"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.json::<Value>().unwrap()["error_type"], "overloaded");
+    for w in waiting {
+        assert_eq!(w.join().unwrap(), 200);
+    }
+    assert_eq!(server.recommend(json!({"history": ["i1"]})).0, 200);
+}

@@ -6,6 +6,7 @@
 //! thread around it only moves jobs and runs the model.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -167,13 +168,39 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct Batcher {
     tx: SyncSender<Job>,
-    depth: IntGauge,
+    depth: Depth,
+    capacity: usize,
+}
+
+/// Jobs admitted and not yet taken into a batch, wherever they sit (channel or [`State`]):
+/// the admission bound and the `distilrec_queue_depth` gauge.
+#[derive(Clone)]
+struct Depth {
+    count: Arc<AtomicUsize>,
+    gauge: IntGauge,
+}
+
+impl Depth {
+    /// Admits one job unless `capacity` are already waiting.
+    fn try_add(&self, capacity: usize) -> bool {
+        if self.count.fetch_add(1, Ordering::AcqRel) >= capacity {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.gauge.inc();
+        true
+    }
+
+    fn sub(&self, n: usize) {
+        self.count.fetch_sub(n, Ordering::AcqRel);
+        self.gauge.sub(n as i64);
+    }
 }
 
 /// Per-model metric handles, resolved once instead of per request.
 #[derive(Clone)]
 struct BatchMetrics {
-    depth: IntGauge,
+    depth: Depth,
     queue: Histogram,
     inference: Histogram,
     batch_size: Histogram,
@@ -184,7 +211,10 @@ impl Batcher {
     pub fn spawn(model: &str, config: BatcherConfig, metrics: &Metrics) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let m = BatchMetrics {
-            depth: metrics.queue_depth.with_label_values(&[model]),
+            depth: Depth {
+                count: Arc::new(AtomicUsize::new(0)),
+                gauge: metrics.queue_depth.with_label_values(&[model]),
+            },
             queue: metrics.queue_duration.with_label_values(&[model]),
             inference: metrics.inference_duration.with_label_values(&[model]),
             batch_size: metrics.batch_size.with_label_values(&[model]),
@@ -203,15 +233,21 @@ impl Batcher {
                 .name(format!("infer-{model}-{i}"))
                 .spawn(move || inference_loop(&shared, &m))?;
         }
-        Ok(Batcher { tx, depth: m.depth })
+        Ok(Batcher {
+            tx,
+            depth: m.depth,
+            capacity: config.queue_capacity,
+        })
     }
 
     /// Queues a job without waiting; a full queue is the caller's cue to shed load.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         // Count first: the inference thread may take the job before `try_send` returns.
-        self.depth.inc();
+        if !self.depth.try_add(self.capacity) {
+            return Err(SubmitError::Full);
+        }
         self.tx.try_send(job).map_err(|e| {
-            self.depth.dec();
+            self.depth.sub(1);
             match e {
                 TrySendError::Full(_) => SubmitError::Full,
                 TrySendError::Disconnected(_) => SubmitError::Closed,
@@ -248,12 +284,12 @@ fn collect(shared: &Shared, m: &BatchMetrics) -> Option<Vec<Job>> {
         let now = Instant::now();
         let (next, dropped) = state.next_batch(now);
         if dropped > 0 {
-            m.depth.sub(dropped as i64);
+            m.depth.sub(dropped);
             m.cancelled.inc_by(dropped as u64);
         }
         match next {
             Next::Run(batch) => {
-                m.depth.sub(batch.len() as i64);
+                m.depth.sub(batch.len());
                 return Some(batch);
             }
             Next::WaitUntil(deadline) if disconnected => {
@@ -370,6 +406,20 @@ mod tests {
     }
 
     const DELAY: Duration = Duration::from_micros(200);
+
+    #[test]
+    fn admission_stops_at_capacity_and_resumes_when_jobs_leave() {
+        let d = Depth {
+            count: Arc::new(AtomicUsize::new(0)),
+            gauge: IntGauge::new("depth", "test").unwrap(),
+        };
+        assert!(d.try_add(2) && d.try_add(2));
+        assert!(!d.try_add(2));
+        assert_eq!(d.gauge.get(), 2);
+        d.sub(1);
+        assert!(d.try_add(2));
+        assert_eq!(d.gauge.get(), 2);
+    }
 
     #[test]
     fn empty_queue_has_nothing_to_do() {

@@ -4,12 +4,35 @@
 //! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
 //!   error format.
 //! - `registry`: live version per model (hot-swap), polling, admin operations; `model`: loading
-//!   and warming one version.
+//!   and warming one version; `rank`: history → top-k for a batch.
 //! - `batcher`: the bounded queue and dynamic batching on dedicated inference threads.
 //! - `metrics`: every Prometheus metric; `shutdown`: signal handling and draining.
 //!
-//! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0)
-//! and, once per model, `model version live` with `model`, `version` and `n_items` fields.
+//! # API
+//! - `POST /recommend` `{"history": [ids] | "user_id": id, "k"?: 10, "exclude"?: [ids],
+//!   "model"?: name}` → `{"model", "version", "items": [{"id", "score", "title"?}],
+//!   "unknown_items": [ids], "timing": {"queue_us", "inference_us", "batch_size"}}` with headers
+//!   `x-model-version`, `x-queue-time` and `x-inference-time` (integer **microseconds**; the
+//!   inference time is the whole batch's model call + top-k).
+//! - Errors: `{"error", "error_type"}` — `validation` 422, `malformed_json` 400,
+//!   `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
+//!   `unknown_version` / `not_found` 404, `unauthorized` 401, `load_failed` 422, `conflict` 409,
+//!   `not_ready` / `overloaded` / `timeout` 503 (with `retry-after: 1`), `internal` 500.
+//! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`.
+//! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
+//!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
+//!
+//! # Publishing a version
+//! The poller only considers directories named by a positive integer, so write the bundle
+//! under another name in the same model directory (e.g. `.tmp-…`, which is what
+//! `bundle::write_bundle` does) and `rename` it to its version number: the rename is atomic and
+//! a half-written version is never seen. A version that fails to load is remembered and not
+//! retried until its files change (size/mtime).
+//!
+//! # Logs
+//! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0;
+//! `admin API listening on HOST:PORT` for `--admin-addr`) and, per model version swapped in,
+//! `model version live` with `model`, `version` and `n_items` fields.
 
 mod admin;
 mod batcher;
