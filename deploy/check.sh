@@ -73,6 +73,8 @@ step "Kubernetes manifests (kubernetes-validate, offline bundled schemas, strict
 "$PY" deploy/tools/validate_k8s.py --k8s-version 1.30.0 --k8s-version 1.37.0
 
 step "Grafana dashboard JSON"
+python3 deploy/grafana/generate_dashboard.py | diff -q - deploy/grafana/distilrec.json >/dev/null \
+  || { echo "deploy/grafana/distilrec.json differs from generate_dashboard.py's output: regenerate it" >&2; exit 1; }
 "$PY" - deploy/grafana/distilrec.json <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))

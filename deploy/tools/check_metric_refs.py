@@ -95,12 +95,21 @@ def exposition_families(path):
 
 
 def source_names(path, prefix):
-    """Metric names registered in the server's metrics module: string literals with the prefix."""
+    """Metric family -> type registered in the server's metrics module.
+
+    Understands both spellings the `prometheus` crate allows: full names as string literals
+    (`"distilrec_x_total"`), and short names passed to the module's `counter(` / `gauge(` /
+    `histogram(` helpers with `.namespace(PREFIX)` where `const PREFIX: &str = "distilrec";`.
+    """
     with open(path) as f:
         text = f.read()
-    return set(re.findall(r'"(%s[a-zA-Z0-9_]*)"' % re.escape(prefix), text))
-
-
+    names = {n: "unknown" for n in re.findall(r'"(%s[a-zA-Z0-9_]+)"' % re.escape(prefix), text)}
+    m = re.search(r'const\s+PREFIX\s*:\s*&str\s*=\s*"([a-zA-Z0-9_]+)"', text)
+    if m and ".namespace(PREFIX)" in text:
+        ns = m.group(1) + "_"
+        for kind, short in re.findall(r'\b(counter|gauge|histogram)\(\s*"([a-zA-Z0-9_]+)"', text):
+            names[ns + short] = kind
+    return names
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dashboard", action="append", default=[], help="Grafana dashboard JSON")
@@ -114,8 +123,7 @@ def main():
 
     families = {}  # name -> type ("unknown" when only the source says it exists)
     if args.source:
-        for name in source_names(args.source, args.prefix):
-            families.setdefault(name, "unknown")
+        families.update(source_names(args.source, args.prefix))
     if args.exposition:
         live = exposition_families(args.exposition)
         if args.source:
