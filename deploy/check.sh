@@ -132,11 +132,13 @@ for a in args:
     print(a)
 PYEOF
 )
+[[ ${#ARGS[@]} -gt 0 ]] || { echo "could not read the container args of deploy/k8s/deployment.yaml" >&2; exit 1; }
 DRAIN_S=$(printf '%s\n' "${ARGS[@]}" | sed -n 's/^--drain-timeout-s=//p')
 echo "$BIN ${ARGS[*]}"
 "$BIN" "${ARGS[@]}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
-"$PY" deploy/tools/live_check.py wait "http://127.0.0.1:$PORT/readyz" --timeout 60
+"$PY" deploy/tools/live_check.py wait "http://127.0.0.1:$PORT/readyz" --timeout 60 \
+  || { kill -0 "$SERVER_PID" 2>/dev/null || echo "the server exited" >&2; exit 1; }
 echo "ready"
 
 step "starting Prometheus on 127.0.0.1:$PROM_PORT (scrape and rule evaluation every 1 s)"
