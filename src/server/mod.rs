@@ -1,1 +1,180 @@
-//! Owned by the server helper.
+//! The HTTP recommendation server (the only module that knows axum).
+//!
+//! - [`config`]: the `Config` (flags + env vars) and its start-up checks.
+//! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
+//!   error format.
+//! - `registry`: live version per model (hot-swap), polling, admin operations; `model`: loading
+//!   and warming one version.
+//! - `batcher`: the bounded queue and dynamic batching on dedicated inference threads.
+//! - `metrics`: every Prometheus metric; `shutdown`: signal handling and draining.
+//!
+//! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0)
+//! and, once per model, `model version live` with `model`, `version` and `n_items` fields.
+
+mod admin;
+mod batcher;
+pub mod config;
+mod errors;
+mod extract;
+mod http;
+mod metrics;
+mod model;
+mod rank;
+mod recommend;
+mod registry;
+mod shutdown;
+mod standin;
+
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use batcher::{Next, Pending, State as BatchState};
+pub use config::Config;
+pub use http::{router, AppState};
+pub use metrics::Metrics;
+pub use rank::{rank, RankRequest};
+
+use batcher::BatcherConfig;
+use registry::{Registry, RegistryConfig};
+
+/// Binds the configured addresses and serves until SIGTERM / ctrl-c.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let admin = match config.admin_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-addr)"))?,
+        ),
+        None => None,
+    };
+    serve(config, listener, admin, shutdown::signal()).await
+}
+
+/// Builds the shared state: metrics and a registry with no model loaded yet.
+pub fn app_state(config: Config) -> AppState {
+    let metrics = Metrics::new();
+    let registry = Registry::new(
+        RegistryConfig {
+            repo: config.models.clone(),
+            default_model: config.default_model.clone(),
+            batcher: BatcherConfig {
+                max_batch_size: config.max_batch_size,
+                max_delay: config.max_queue_delay(),
+                queue_capacity: config.queue_capacity,
+                threads: config.inference_threads,
+            },
+        },
+        metrics.clone(),
+    );
+    AppState {
+        config: Arc::new(config),
+        registry: Arc::new(registry),
+        metrics,
+        draining: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+/// Serves on already-bound listeners until `shutdown` resolves, then drains and returns.
+/// Models are loaded in the background: `/healthz` answers at once, `/readyz` once the default
+/// model is live.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    if !config.models.is_dir() {
+        bail!(
+            "model repository {} is not a directory (set --models)",
+            config.models.display()
+        );
+    }
+    if admin_listener.is_some() != config.admin_addr.is_some() {
+        bail!("an admin listener is passed exactly when --admin-addr is set");
+    }
+    let drain_timeout = config.drain_timeout();
+    let poll_interval = config.poll_interval();
+    let state = app_state(config);
+    let token = CancellationToken::new();
+    tokio::spawn(shutdown::begin_on(
+        shutdown,
+        Arc::clone(&state.draining),
+        token.clone(),
+    ));
+
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, models = %state.config.models.display(), "listening on {addr}");
+    let main = tokio::spawn(
+        axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future(),
+    );
+    let admin = match admin_listener {
+        Some(l) => {
+            let admin_addr = l.local_addr().context("reading the admin address")?;
+            tracing::info!(%admin_addr, "admin API listening on {admin_addr}");
+            Some(tokio::spawn(
+                axum::serve(l, http::admin_router(state.clone()))
+                    .with_graceful_shutdown(token.clone().cancelled_owned())
+                    .into_future(),
+            ))
+        }
+        None => None,
+    };
+    if state.config.admin_enabled() && admin.is_none() {
+        tracing::info!("admin API enabled on the main address (bearer token required)");
+    }
+
+    let registry = Arc::clone(&state.registry);
+    let poller = tokio::spawn(async move {
+        registry.poll_once().await;
+        if registry.default_live().is_none() {
+            tracing::warn!(
+                default_model = ?registry.default_name(),
+                "no default model is live yet; /readyz stays 503"
+            );
+        }
+        let Some(every) = poll_interval else { return };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            registry.poll_once().await;
+        }
+    });
+
+    let servers = async {
+        main.await.context("server task")?.context("serving")?;
+        if let Some(a) = admin {
+            a.await.context("admin server task")?.context("serving admin")?;
+        }
+        anyhow::Ok(())
+    };
+    let deadline = async {
+        token.cancelled().await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    let result = tokio::select! {
+        r = servers => r,
+        _ = deadline => {
+            tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight");
+            Ok(())
+        }
+    };
+    poller.abort();
+    if result.is_ok() {
+        tracing::info!("shutdown complete");
+    }
+    result
+}

@@ -1,0 +1,126 @@
+//! The admin API: load + pin a version, roll back, unpin. Only routed when enabled
+//! (`--admin-token` and/or `--admin-addr`), and guarded by the bearer token when one is set.
+
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::errors::ApiError;
+use super::extract::Json;
+use super::http::AppState;
+use super::registry::RegistryError;
+use crate::bundle::parse_version;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin/models/{name}/load", post(load))
+        .route("/admin/models/{name}/rollback", post(rollback))
+        .route("/admin/models/{name}/unpin", post(unpin))
+        .route_layer(middleware::from_fn_with_state(state, require_token))
+}
+
+async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &st.config.admin_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Comparison time does not depend on where the first differing byte is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `{"version": 3}` or `{"version": "3"}`; anything but a positive integer is refused, so a
+/// version can never name a path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadRequest {
+    version: serde_json::Value,
+}
+
+fn version_of(v: &serde_json::Value) -> Result<u64, ApiError> {
+    let parsed = match v {
+        serde_json::Value::Number(n) => n.as_u64().filter(|v| *v > 0),
+        serde_json::Value::String(s) => parse_version(s),
+        _ => None,
+    };
+    parsed.ok_or_else(|| ApiError::Validation("`version` must be a positive integer".into()))
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownModel(m) => ApiError::UnknownModel(m),
+            RegistryError::UnknownVersion { model, version } => {
+                ApiError::UnknownVersion { model, version }
+            }
+            e @ RegistryError::Load { .. } => ApiError::LoadFailed(e.to_string()),
+            e @ RegistryError::NoPrevious(_) => ApiError::Conflict(e.to_string()),
+            e @ RegistryError::Spawn(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(model = %name))]
+async fn load(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<LoadRequest>,
+) -> Result<Response, ApiError> {
+    let version = version_of(&req.version)?;
+    let live = st.registry.load_pinned(&name, version).await?;
+    Ok(axum::Json(json!({"model": name, "version": live, "pinned": true})).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(model = %name))]
+async fn rollback(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let live = st.registry.rollback(&name).await?;
+    Ok(axum::Json(json!({"model": name, "version": live, "pinned": true})).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(model = %name))]
+async fn unpin(State(st): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let live = st.registry.unpin(&name).await?;
+    Ok(axum::Json(json!({"model": name, "version": live, "pinned": false})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_positive_integers_only() {
+        assert_eq!(version_of(&json!(3)).unwrap(), 3);
+        assert_eq!(version_of(&json!("12")).unwrap(), 12);
+        for bad in [json!(0), json!(-1), json!(1.5), json!("../1"), json!("1/.."), json!(null)] {
+            assert!(version_of(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-tokem", b"secret-token"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+    }
+}

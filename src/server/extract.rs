@@ -1,0 +1,105 @@
+//! A JSON body extractor whose rejections are [`ApiError`]s, so a bad body gets the same
+//! `{"error", "error_type"}` shape as every other error (axum's own `Json` answers in plain text).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::errors::ApiError;
+
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson(format!("could not read the body: {rejection}"))
+            }
+        })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`) or a `+json` suffix.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Ok(mime) = value.parse::<mime::Mime>() else {
+        return false;
+    };
+    mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+}
+
+/// Syntax errors are 400 `malformed_json`; well-formed JSON of the wrong shape is 422
+/// `validation` (the same split axum makes).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the request body is empty".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::Validation(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::MalformedJson(format!("invalid JSON: {e}"))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        #[allow(dead_code)]
+        k: usize,
+    }
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        h
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(&headers("application/json")));
+        assert!(is_json(&headers("application/json; charset=utf-8")));
+        assert!(is_json(&headers("application/vnd.api+json")));
+        assert!(!is_json(&headers("text/plain")));
+        assert!(!is_json(&headers("application/x-www-form-urlencoded")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn parse_errors_are_classified() {
+        let t = |b: &[u8]| parse::<Req>(b).unwrap_err().status_and_type().1;
+        assert_eq!(t(b""), "malformed_json");
+        assert_eq!(t(b"  \n"), "malformed_json");
+        assert_eq!(t(b"{\"k\": 1"), "malformed_json");
+        assert_eq!(t(b"{\"k\": -1}"), "validation");
+        assert_eq!(t(b"{\"k\": 1, \"x\": 2}"), "validation");
+        assert_eq!(parse::<Req>(b"{\"k\": 3}").unwrap().k, 3);
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP surface: router, shared state, the metrics and timeout middleware, and the small
+//! read-only routes (health, readiness, models, metrics). `POST /recommend` lives in
+//! `recommend.rs`, the admin API in `admin.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use super::admin;
+use super::config::Config;
+use super::errors::ApiError;
+use super::metrics::Metrics;
+use super::recommend::recommend;
+use super::registry::Registry;
+
+/// Everything handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+    /// Set when shutdown starts: readiness turns false before the listener closes.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The public router. The admin routes are included only when the admin API is enabled and
+/// has no listener of its own.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/recommend", post(recommend))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{name}", get(model_detail))
+        .route("/metrics", get(metrics));
+    if state.config.admin_token.is_some() && state.config.admin_addr.is_none() {
+        app = app.merge(admin::routes(state.clone()));
+    }
+    finish(app, state)
+}
+
+/// The admin-only router for `--admin-addr`.
+pub fn admin_router(state: AppState) -> Router {
+    finish(admin::routes(state.clone()), state)
+}
+
+/// Layers shared by both listeners. Order (outermost first): metrics, timeout, body limit.
+fn finish(app: Router<AppState>, state: AppState) -> Router {
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// The one place HTTP metrics are recorded, labelled by route template (never the raw path).
+async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    st.metrics
+        .http_requests
+        .with_label_values(&[route, method.as_str(), response.status().as_str()])
+        .inc();
+    st.metrics
+        .http_duration
+        .with_label_values(&[route, method.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Whole-request deadline. Dropping the handler future also closes its reply channel, so the
+/// batcher skips the job if it has not run yet.
+async fn timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(st.config.request_timeout(), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = ApiError::Validation("method not allowed for this route".into()).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the default model is loaded and warmed up, and no shutdown has started.
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
+    match st.registry.default_live() {
+        Some(m) => axum::Json(json!({"status": "ready", "model": m.name, "version": m.version}))
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "loading", "model": st.registry.default_name()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_models(State(st): State<AppState>) -> Response {
+    axum::Json(json!({
+        "default_model": st.registry.default_name(),
+        "models": st.registry.summaries().await,
+    }))
+    .into_response()
+}
+
+async fn model_detail(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let detail = st
+        .registry
+        .detail(&name)
+        .await
+        .ok_or(ApiError::UnknownModel(name))?;
+    Ok(axum::Json(detail).into_response())
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let mut r = st.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

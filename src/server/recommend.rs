@@ -1,0 +1,269 @@
+//! `POST /recommend`: validate, map ids to vocabulary rows, queue for the batcher, answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::batcher::{Job, SubmitError};
+use super::errors::ApiError;
+use super::extract::Json;
+use super::http::AppState;
+use super::model::LoadedModel;
+use crate::bundle::valid_model_name;
+
+const DEFAULT_K: usize = 10;
+
+/// An item or user id as clients send it: a JSON string or a non-negative integer (MovieLens
+/// ids are numbers; the bundle stores them as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId(pub String);
+
+impl<'de> Deserialize<'de> for ExternalId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ExternalId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id (string or non-negative integer)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExternalId, E> {
+                Ok(ExternalId(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ExternalId, E> {
+                Ok(ExternalId(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExternalId, E> {
+                Ok(ExternalId(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendRequest {
+    #[serde(default)]
+    pub history: Option<Vec<ExternalId>>,
+    #[serde(default)]
+    pub user_id: Option<ExternalId>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub exclude: Vec<ExternalId>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    id: &'a str,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Timing {
+    queue_us: u64,
+    inference_us: u64,
+    batch_size: usize,
+}
+
+#[derive(Serialize)]
+struct RecommendResponse<'a> {
+    model: &'a str,
+    version: u64,
+    items: Vec<Item<'a>>,
+    /// History ids not in the model's vocabulary; they were skipped.
+    unknown_items: Vec<String>,
+    timing: Timing,
+}
+
+enum Source {
+    History(Vec<ExternalId>),
+    User(ExternalId),
+}
+
+/// Headers `x-queue-time` and `x-inference-time` are integer microseconds (also in the body as
+/// `timing.queue_us` / `timing.inference_us`); `x-model-version` is the version that answered.
+#[tracing::instrument(skip_all)]
+pub async fn recommend(
+    State(st): State<AppState>,
+    Json(req): Json<RecommendRequest>,
+) -> Result<Response, ApiError> {
+    let limits = &st.config;
+    let k = req.k.unwrap_or(DEFAULT_K.min(limits.max_k));
+    if k == 0 || k > limits.max_k {
+        return Err(ApiError::Validation(format!(
+            "k must be between 1 and {}",
+            limits.max_k
+        )));
+    }
+    let source = match (req.history, req.user_id) {
+        (Some(h), None) => Source::History(h),
+        (None, Some(u)) => Source::User(u),
+        _ => {
+            return Err(ApiError::Validation(
+                "send exactly one of `history` and `user_id`".into(),
+            ))
+        }
+    };
+    if let Source::History(h) = &source {
+        if h.len() > limits.max_history {
+            return Err(ApiError::Validation(format!(
+                "history has {} items; the limit is {}",
+                h.len(),
+                limits.max_history
+            )));
+        }
+    }
+    if req.exclude.len() > limits.max_history {
+        return Err(ApiError::Validation(format!(
+            "exclude has {} items; the limit is {}",
+            req.exclude.len(),
+            limits.max_history
+        )));
+    }
+
+    let name = match &req.model {
+        Some(name) => name.as_str(),
+        None => st
+            .registry
+            .default_name()
+            .ok_or_else(|| ApiError::NotReady("default".into()))?,
+    };
+    let entry = valid_model_name(name)
+        .then(|| st.registry.get(name))
+        .flatten()
+        .ok_or_else(|| ApiError::UnknownModel(name.to_string()))?;
+    // Held until the response is built: this request sees one version from start to end.
+    let model = entry
+        .live()
+        .ok_or_else(|| ApiError::NotReady(name.to_string()))?;
+
+    let mut unknown = Vec::new();
+    let history: Vec<u32> = match source {
+        Source::History(ids) => {
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                match model.items.row(&id.0) {
+                    Some(r) => rows.push(r),
+                    None => unknown.push(id.0),
+                }
+            }
+            rows
+        }
+        Source::User(user) => model
+            .users
+            .as_ref()
+            .and_then(|u| u.get(&user.0))
+            .ok_or(ApiError::UnknownUser(user.0))?
+            .to_vec(),
+    };
+    if !unknown.is_empty() {
+        st.metrics
+            .unknown_items
+            .with_label_values(&[&model.name])
+            .inc_by(unknown.len() as u64);
+    }
+    let exclude: Vec<u32> = req
+        .exclude
+        .iter()
+        .filter_map(|id| model.items.row(&id.0))
+        .collect();
+
+    let (tx, rx) = oneshot::channel();
+    entry
+        .batcher
+        .submit(Job {
+            model: Arc::clone(&model),
+            history,
+            exclude,
+            k,
+            enqueued: Instant::now(),
+            reply: tx,
+        })
+        .map_err(|e| match e {
+            SubmitError::Full => ApiError::Overloaded,
+            SubmitError::Closed => ApiError::Internal(format!("batcher of `{name}` stopped")),
+        })?;
+    let scored = rx
+        .await
+        .map_err(|_| ApiError::Internal("the inference thread dropped a job".into()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+
+    Ok(respond(
+        &model,
+        &scored.items,
+        unknown,
+        Timing {
+            queue_us: micros(scored.queue_time),
+            inference_us: micros(scored.inference_time),
+            batch_size: scored.batch_size,
+        },
+    ))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn respond(
+    model: &LoadedModel,
+    items: &[(u32, f32)],
+    unknown_items: Vec<String>,
+    timing: Timing,
+) -> Response {
+    let (queue_us, inference_us) = (timing.queue_us, timing.inference_us);
+    let body = RecommendResponse {
+        model: &model.name,
+        version: model.version,
+        items: items
+            .iter()
+            .map(|&(row, score)| Item {
+                id: model.items.id(row as usize),
+                score,
+                title: model.items.title(row as usize),
+            })
+            .collect(),
+        unknown_items,
+        timing,
+    };
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(b) => b,
+        Err(e) => return ApiError::Internal(format!("serializing a response: {e}")).into_response(),
+    };
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert("x-model-version", HeaderValue::from(model.version));
+    h.insert("x-queue-time", HeaderValue::from(queue_us));
+    h.insert("x-inference-time", HeaderValue::from(inference_us));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_may_be_strings_or_integers() {
+        let r: RecommendRequest =
+            serde_json::from_str(r#"{"history": ["i1", 42], "exclude": [7], "k": 5}"#).unwrap();
+        let h = r.history.unwrap();
+        assert_eq!(h, vec![ExternalId("i1".into()), ExternalId("42".into())]);
+        assert_eq!(r.exclude, vec![ExternalId("7".into())]);
+        assert!(serde_json::from_str::<RecommendRequest>(r#"{"history": [-1]}"#).is_err());
+        assert!(serde_json::from_str::<RecommendRequest>(r#"{"history": [[1]]}"#).is_err());
+        assert!(serde_json::from_str::<RecommendRequest>(r#"{"histroy": []}"#).is_err());
+    }
+}

@@ -1,0 +1,532 @@
+//! The model registry: which version of each model is live, and how that changes.
+//!
+//! Each model name has an [`ArcSwapOption`] holding its live [`LoadedModel`]. Requests load it
+//! once and keep the `Arc`, so a swap never splits a request or a batch. New versions come from
+//! polling the repository (the highest version that is not known to be broken wins, like
+//! TF Serving) or from the admin API (load a version and pin it, roll back, unpin). Every load
+//! is read + checked + warmed in `spawn_blocking`, and only a fully working version is swapped
+//! in; a failed one is logged, counted and remembered (keyed by its files' size and mtime) so
+//! the poller does not retry it until its files change.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use serde::Serialize;
+
+use super::batcher::{Batcher, BatcherConfig};
+use super::metrics::Metrics;
+use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
+use crate::bundle::{list_models, list_versions, valid_model_name, Role};
+
+/// How many previously live versions are remembered for rollback.
+const ROLLBACK_DEPTH: usize = 16;
+/// Model used by default when `--default-model` is not given and it exists.
+pub const PREFERRED_DEFAULT: &str = "ml100k";
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub repo: PathBuf,
+    pub default_model: Option<String>,
+    pub batcher: BatcherConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("unknown model `{0}`")]
+    UnknownModel(String),
+    #[error("model `{model}` has no version {version} on disk")]
+    UnknownVersion { model: String, version: u64 },
+    #[error("{model} version {version}: {source}")]
+    Load {
+        model: String,
+        version: u64,
+        #[source]
+        source: LoadError,
+    },
+    #[error("model `{0}` has no earlier version to roll back to")]
+    NoPrevious(String),
+    #[error("could not start the inference threads: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// A load that failed, remembered until the version's files change.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFailure {
+    pub version: u64,
+    pub kind: &'static str,
+    pub error: String,
+    /// Unix seconds.
+    pub at: u64,
+    #[serde(skip)]
+    fingerprint: u64,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    pinned: Option<u64>,
+    /// Versions that were live before the current one, most recent last.
+    previous: Vec<u64>,
+    failures: BTreeMap<u64, LoadFailure>,
+}
+
+/// One model name: its live version, its batch queue and its load bookkeeping.
+pub struct ModelEntry {
+    pub name: String,
+    live: ArcSwapOption<LoadedModel>,
+    pub batcher: Batcher,
+    /// Serialises loads of this model (poller vs admin); held across the blocking load, never
+    /// touched by requests.
+    load_lock: tokio::sync::Mutex<()>,
+    control: Mutex<Control>,
+}
+
+impl ModelEntry {
+    /// The live version, if any; the caller keeps this `Arc` for the whole request.
+    pub fn live(&self) -> Option<Arc<LoadedModel>> {
+        self.live.load_full()
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        // Control holds plain data updated in single statements; a poisoned lock is still
+        // consistent.
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live_version(&self) -> Option<u64> {
+        self.live.load().as_ref().map(|m| m.version)
+    }
+}
+
+pub struct Registry {
+    config: RegistryConfig,
+    metrics: Metrics,
+    models: ArcSwap<BTreeMap<String, Arc<ModelEntry>>>,
+    add_lock: Mutex<()>,
+    default_model: OnceLock<String>,
+    next_load_id: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig, metrics: Metrics) -> Self {
+        let default_model = OnceLock::new();
+        if let Some(name) = &config.default_model {
+            let _ = default_model.set(name.clone());
+        }
+        Registry {
+            config,
+            metrics,
+            models: ArcSwap::default(),
+            add_lock: Mutex::new(()),
+            default_model,
+            next_load_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        self.models.load().get(name).cloned()
+    }
+
+    /// `None` until a model exists (unless configured).
+    pub fn default_name(&self) -> Option<&str> {
+        self.default_model.get().map(String::as_str)
+    }
+
+    /// The default model's live version: what readiness means.
+    pub fn default_live(&self) -> Option<Arc<LoadedModel>> {
+        self.get(self.default_name()?)?.live()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.models.load().keys().cloned().collect()
+    }
+
+    fn entry_or_create(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
+        if let Some(e) = self.get(name) {
+            return Ok(e);
+        }
+        let _guard = self.add_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = self.get(name) {
+            return Ok(e);
+        }
+        let entry = Arc::new(ModelEntry {
+            name: name.to_string(),
+            live: ArcSwapOption::empty(),
+            batcher: Batcher::spawn(name, self.config.batcher, &self.metrics)?,
+            load_lock: tokio::sync::Mutex::new(()),
+            control: Mutex::new(Control::default()),
+        });
+        let mut map = BTreeMap::clone(&self.models.load());
+        map.insert(name.to_string(), Arc::clone(&entry));
+        self.models.store(Arc::new(map));
+        Ok(entry)
+    }
+
+    /// One scan of the repository: new models get an entry, and every unpinned model moves to
+    /// its best version. Errors are logged and counted, never returned: one broken model must
+    /// not stop the others.
+    pub async fn poll_once(&self) {
+        let repo = self.config.repo.clone();
+        let names = tokio::task::spawn_blocking(move || list_models(&repo))
+            .await
+            .unwrap_or_default();
+        for name in &names {
+            let entry = match self.entry_or_create(name) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(model = %name, error = %e, "cannot serve model");
+                    continue;
+                }
+            };
+            self.sync_to_best(&entry).await;
+        }
+        if self.default_model.get().is_none() && !names.is_empty() {
+            let chosen = if names.iter().any(|n| n == PREFERRED_DEFAULT) {
+                PREFERRED_DEFAULT.to_string()
+            } else {
+                names[0].clone()
+            };
+            tracing::info!(model = %chosen, "default model");
+            let _ = self.default_model.set(chosen);
+        }
+    }
+
+    /// Moves an unpinned model to the highest version on disk that is not known to be broken
+    /// (trying lower ones when a load fails). The live version is kept when nothing better loads.
+    async fn sync_to_best(&self, entry: &ModelEntry) {
+        let _lock = entry.load_lock.lock().await;
+        if entry.control().pinned.is_some() {
+            return;
+        }
+        let versions = self.versions_on_disk(&entry.name).await;
+        for &version in versions.iter().rev() {
+            if entry.live_version() == Some(version) {
+                return;
+            }
+            if self.known_bad(entry, version).await {
+                continue;
+            }
+            if self.load_and_swap(entry, version, true).await.is_ok() {
+                return;
+            }
+        }
+    }
+
+    async fn versions_on_disk(&self, name: &str) -> Vec<u64> {
+        let repo = self.config.repo.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || list_versions(&repo, &name))
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn known_bad(&self, entry: &ModelEntry, version: u64) -> bool {
+        let Some(remembered) = entry.control().failures.get(&version).map(|f| f.fingerprint)
+        else {
+            return false;
+        };
+        let dir = self.version_dir(&entry.name, version);
+        let now = tokio::task::spawn_blocking(move || fingerprint(&dir))
+            .await
+            .unwrap_or(0);
+        now == remembered
+    }
+
+    fn version_dir(&self, name: &str, version: u64) -> PathBuf {
+        self.config.repo.join(name).join(version.to_string())
+    }
+
+    /// Loads `version` off the async workers and swaps it in. The caller holds `load_lock`.
+    async fn load_and_swap(
+        &self,
+        entry: &ModelEntry,
+        version: u64,
+        remember_previous: bool,
+    ) -> Result<Arc<LoadedModel>, RegistryError> {
+        let dir = self.version_dir(&entry.name, version);
+        let name = entry.name.clone();
+        let spec_instances = self.metrics.model_instances.with_label_values(&[&name]);
+        let load_id = self.next_load_id.fetch_add(1, Ordering::Relaxed);
+        let warm_batch = self.config.batcher.max_batch_size;
+        let start = Instant::now();
+        let fingerprint_dir = dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // Taken before reading so a write racing with the load changes it and gets a retry.
+            let print = fingerprint(&fingerprint_dir);
+            let spec = LoadSpec {
+                name: &name,
+                load_id,
+                warm_batch,
+                instances: spec_instances,
+            };
+            (print, load_version(&dir, spec))
+        })
+        .await;
+        let elapsed = start.elapsed();
+        self.metrics
+            .reload_duration
+            .with_label_values(&[&entry.name])
+            .observe(elapsed.as_secs_f64());
+        let (print, result) = match result {
+            Ok(r) => r,
+            Err(_) => (0, Err(LoadError::Panic)),
+        };
+        match result {
+            Ok(model) => {
+                self.metrics
+                    .model_load
+                    .with_label_values(&[&entry.name, "ok"])
+                    .inc();
+                let model = Arc::new(model);
+                let old = entry.live.swap(Some(Arc::clone(&model)));
+                let old_version = old.as_ref().map(|m| m.version);
+                self.metrics.set_live(&entry.name, old_version, version);
+                {
+                    let mut c = entry.control();
+                    c.failures.remove(&version);
+                    if let (true, Some(v)) = (remember_previous, old_version) {
+                        if v != version {
+                            c.previous.push(v);
+                            let excess = c.previous.len().saturating_sub(ROLLBACK_DEPTH);
+                            c.previous.drain(..excess);
+                        }
+                    }
+                }
+                tracing::info!(
+                    model = %entry.name,
+                    version,
+                    previous = ?old_version,
+                    n_items = model.manifest.n_rows - 1,
+                    role = ?model.manifest.role,
+                    load_ms = elapsed.as_secs_f64() * 1e3,
+                    "model version live"
+                );
+                Ok(model)
+            }
+            Err(source) => {
+                let kind = source.kind();
+                self.metrics
+                    .model_load
+                    .with_label_values(&[&entry.name, kind])
+                    .inc();
+                tracing::error!(model = %entry.name, version, kind, error = %source, "model version refused; the previous version keeps serving");
+                let at = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let failure = LoadFailure {
+                    version,
+                    kind,
+                    error: self.redact(&source.to_string()),
+                    at,
+                    fingerprint: print,
+                };
+                entry.control().failures.insert(version, failure);
+                Err(RegistryError::Load {
+                    model: entry.name.clone(),
+                    version,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Error messages name files; show them relative to the repository.
+    fn redact(&self, message: &str) -> String {
+        let prefix = format!("{}/", self.config.repo.display());
+        message.replace(&prefix, "")
+    }
+
+    /// Admin: loads `version` (if it is not live already) and pins the model to it.
+    pub async fn load_pinned(&self, name: &str, version: u64) -> Result<u64, RegistryError> {
+        let entry = self.known_entry(name)?;
+        let _lock = entry.load_lock.lock().await;
+        if !self.versions_on_disk(name).await.contains(&version) {
+            return Err(RegistryError::UnknownVersion {
+                model: name.to_string(),
+                version,
+            });
+        }
+        if entry.live_version() != Some(version) {
+            self.load_and_swap(&entry, version, true).await?;
+        }
+        entry.control().pinned = Some(version);
+        tracing::info!(model = %name, version, "model pinned");
+        Ok(version)
+    }
+
+    /// Admin: back to the version that was live before the current one (or, with no such
+    /// history, the next lower version on disk), pinned.
+    pub async fn rollback(&self, name: &str) -> Result<u64, RegistryError> {
+        let entry = self.known_entry(name)?;
+        let _lock = entry.load_lock.lock().await;
+        let on_disk = self.versions_on_disk(name).await;
+        let live = entry.live_version();
+        let target = loop {
+            let candidate = entry.control().previous.pop();
+            match candidate {
+                Some(v) if Some(v) != live && on_disk.contains(&v) => break Some(v),
+                Some(_) => continue,
+                None => {
+                    break on_disk
+                        .iter()
+                        .rev()
+                        .find(|&&v| live.is_some_and(|l| v < l))
+                        .copied()
+                }
+            }
+        };
+        let Some(version) = target else {
+            return Err(RegistryError::NoPrevious(name.to_string()));
+        };
+        self.load_and_swap(&entry, version, false).await?;
+        entry.control().pinned = Some(version);
+        tracing::info!(model = %name, version, "model rolled back and pinned");
+        Ok(version)
+    }
+
+    /// Admin: back to following the repository; moves to the best version right away.
+    pub async fn unpin(&self, name: &str) -> Result<Option<u64>, RegistryError> {
+        let entry = self.known_entry(name)?;
+        entry.control().pinned = None;
+        tracing::info!(model = %name, "model unpinned");
+        self.sync_to_best(&entry).await;
+        Ok(entry.live_version())
+    }
+
+    fn known_entry(&self, name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
+        if !valid_model_name(name) {
+            return Err(RegistryError::UnknownModel(name.to_string()));
+        }
+        self.get(name)
+            .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
+    }
+
+    pub async fn summaries(&self) -> Vec<ModelSummary> {
+        let mut out = Vec::new();
+        for name in self.names() {
+            if let Some(d) = self.detail(&name).await {
+                out.push(ModelSummary {
+                    name: d.name,
+                    default: d.default,
+                    live_version: d.live.as_ref().map(|l| l.version),
+                    pinned: d.pinned,
+                    versions: d.versions,
+                });
+            }
+        }
+        out
+    }
+
+    pub async fn detail(&self, name: &str) -> Option<ModelDetail> {
+        let entry = self.get(name)?;
+        let versions = self.versions_on_disk(name).await;
+        let live = entry.live().map(|m| LiveInfo {
+            version: m.version,
+            role: m.manifest.role,
+            n_items: m.manifest.n_rows - 1,
+            n_users: m.users.as_ref().map_or(0, |u| u.len()),
+            parameters: m.manifest.parameters,
+            architecture: m.manifest.architecture.kind.clone(),
+            created_at: m.manifest.created_at,
+            loaded_at: m
+                .loaded_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metrics: m.manifest.metrics.clone(),
+        });
+        let c = entry.control();
+        Some(ModelDetail {
+            name: entry.name.clone(),
+            default: self.default_name() == Some(name),
+            live,
+            pinned: c.pinned,
+            versions,
+            previous: c.previous.clone(),
+            load_failures: c.failures.values().cloned().collect(),
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub default: bool,
+    pub live_version: Option<u64>,
+    pub pinned: Option<u64>,
+    /// Versions on disk, ascending.
+    pub versions: Vec<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveInfo {
+    pub version: u64,
+    pub role: Role,
+    pub n_items: usize,
+    pub n_users: usize,
+    pub parameters: u64,
+    pub architecture: String,
+    pub created_at: u64,
+    pub loaded_at: u64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelDetail {
+    pub name: String,
+    pub default: bool,
+    pub live: Option<LiveInfo>,
+    pub pinned: Option<u64>,
+    pub versions: Vec<u64>,
+    /// Earlier live versions, most recent last (what rollback goes back to).
+    pub previous: Vec<u64>,
+    pub load_failures: Vec<LoadFailure>,
+}
+
+/// Size and mtime of a version directory and its files: changes when the bundle is rewritten,
+/// which is when a refused version deserves another try.
+fn fingerprint(dir: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let stamp = |p: &Path, h: &mut std::collections::hash_map::DefaultHasher| {
+        if let Ok(m) = std::fs::metadata(p) {
+            m.len().hash(h);
+            m.modified().ok().hash(h);
+        }
+    };
+    stamp(dir, &mut h);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in &files {
+        f.hash(&mut h);
+        stamp(f, &mut h);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_changes_when_a_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.onnx"), b"abc").unwrap();
+        let a = fingerprint(dir.path());
+        assert_eq!(a, fingerprint(dir.path()));
+        std::fs::write(dir.path().join("model.onnx"), b"abcd").unwrap();
+        assert_ne!(a, fingerprint(dir.path()));
+        let b = fingerprint(dir.path());
+        std::fs::write(dir.path().join("items.tsv"), b"x").unwrap();
+        assert_ne!(b, fingerprint(dir.path()));
+    }
+}
