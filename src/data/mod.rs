@@ -1,1 +1,128 @@
-//! Interaction logs.
+//! Interaction logs: reading the formats people have, and the train/valid/test split.
+//!
+//! Users and items get dense 0-based indices in order of first appearance. Item index `i` is
+//! vocabulary row `i + 1` in a model bundle (row 0 is padding).
+
+mod formats;
+pub mod split;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use formats::Format;
+pub use split::{random_split, Split};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interaction {
+    pub user: u32,
+    pub item: u32,
+    pub rating: f32,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Interactions {
+    /// Dataset name: the file stem (`ml-100k` for `ml-100k.inter`, the parent folder for `u.data`).
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub user_ids: Vec<String>,
+    pub item_ids: Vec<String>,
+    pub item_titles: Vec<Option<String>>,
+    pub records: Vec<Interaction>,
+}
+
+impl Interactions {
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+}
+
+/// One parsed line before ids are made dense.
+pub(crate) struct RawRecord {
+    pub user: String,
+    pub item: String,
+    pub rating: f32,
+    pub timestamp: i64,
+}
+
+/// Reads an interaction log. `format = Auto` decides by file name; `min_rating` keeps only
+/// interactions rated at least that (default: every rating is a positive, as in RecBole).
+/// Titles are taken from the sibling item file where the format has one (`*.item`, `u.item`,
+/// `movies.dat`, `movies.csv`).
+pub fn read_interactions(
+    path: &Path,
+    format: Format,
+    min_rating: Option<f32>,
+) -> Result<Interactions, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let sha256 = crate::bundle::sha256_hex(&bytes);
+    let format = format.resolve(path);
+    let raw = formats::parse(path, &bytes, format)?;
+    let mut user_index: HashMap<String, u32> = HashMap::new();
+    let mut item_index: HashMap<String, u32> = HashMap::new();
+    let mut user_ids = Vec::new();
+    let mut item_ids = Vec::new();
+    let mut records = Vec::with_capacity(raw.len());
+    for r in raw {
+        if min_rating.is_some_and(|m| r.rating < m) {
+            continue;
+        }
+        let user = *user_index.entry(r.user.clone()).or_insert_with(|| {
+            user_ids.push(r.user);
+            (user_ids.len() - 1) as u32
+        });
+        let item = *item_index.entry(r.item.clone()).or_insert_with(|| {
+            item_ids.push(r.item);
+            (item_ids.len() - 1) as u32
+        });
+        records.push(Interaction {
+            user,
+            item,
+            rating: r.rating,
+            timestamp: r.timestamp,
+        });
+    }
+    if records.is_empty() {
+        return Err(DataError::Invalid {
+            path: path.to_path_buf(),
+            message: "no interactions (after the rating filter)".into(),
+        });
+    }
+    let titles = formats::read_titles(path, format)?;
+    let item_titles = item_ids.iter().map(|id| titles.get(id).cloned()).collect();
+    Ok(Interactions {
+        name: formats::dataset_name(path),
+        path: path.to_path_buf(),
+        sha256,
+        user_ids,
+        item_ids,
+        item_titles,
+        records,
+    })
+}

@@ -1,0 +1,367 @@
+//! The interaction-log formats: MovieLens `u.data` and `ratings.dat`, CSV with a header, and
+//! RecBole atomic `.inter` files; plus their sibling title files.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{DataError, RawRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Decide by file name: `*.inter`, `*.dat`, `*.csv`, otherwise `u.data`-style.
+    Auto,
+    /// MovieLens-100K `u.data`: tab-separated user, item, rating, timestamp; no header.
+    MovielensUData,
+    /// MovieLens-1M/10M `ratings.dat`: `user::item::rating::timestamp`.
+    MovielensRatingsDat,
+    /// CSV with a header naming the columns (userId/user_id/user, movieId/item_id/item, rating, timestamp).
+    Csv,
+    /// RecBole atomic file: tab-separated with a `name:type` header (`user_id:token` ...).
+    RecboleInter,
+}
+
+impl Format {
+    pub(crate) fn resolve(self, path: &Path) -> Format {
+        if self != Format::Auto {
+            return self;
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("inter") => Format::RecboleInter,
+            Some("dat") => Format::MovielensRatingsDat,
+            Some("csv") => Format::Csv,
+            _ => Format::MovielensUData,
+        }
+    }
+}
+
+pub(crate) fn dataset_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("data");
+    // `ml-100k/u.data` and `ml-1m/ratings.dat` are named after their folder.
+    if matches!(stem, "u" | "ratings") {
+        if let Some(dir) = path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
+            return dir.to_string();
+        }
+    }
+    stem.to_string()
+}
+
+fn perr(path: &Path, line: usize, message: impl Into<String>) -> DataError {
+    DataError::Parse {
+        path: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Text of a data file; MovieLens' older files are Latin-1, which maps byte-for-char.
+fn decode(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+    }
+}
+
+fn field_rating(path: &Path, line: usize, s: &str) -> Result<f32, DataError> {
+    s.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|r| r.is_finite())
+        .ok_or_else(|| perr(path, line, format!("rating `{s}` is not a number")))
+}
+
+fn field_timestamp(path: &Path, line: usize, s: &str) -> Result<i64, DataError> {
+    let s = s.trim();
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().filter(|t| t.is_finite()).map(|t| t as i64))
+        .ok_or_else(|| perr(path, line, format!("timestamp `{s}` is not a number")))
+}
+
+fn field_id<'a>(path: &Path, line: usize, what: &str, s: &'a str) -> Result<&'a str, DataError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(perr(path, line, format!("empty {what} id")));
+    }
+    Ok(s)
+}
+
+pub(crate) fn parse(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<RawRecord>, DataError> {
+    match format {
+        Format::Auto => unreachable!("Format::resolve never returns Auto"),
+        Format::MovielensUData => parse_separated(path, bytes, "\t"),
+        Format::MovielensRatingsDat => parse_separated(path, bytes, "::"),
+        Format::RecboleInter => parse_inter(path, bytes),
+        Format::Csv => parse_csv(path, bytes),
+    }
+}
+
+/// Headerless files with the fixed column order user, item, rating, timestamp.
+fn parse_separated(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<RawRecord>, DataError> {
+    let text = decode(bytes);
+    let idx = [0, 1, 2, 3];
+    let width = 4;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(sep).collect();
+        if fields.len() < width {
+            return Err(perr(
+                path,
+                lineno,
+                format!("expected at least {width} `{}`-separated fields, found {}", sep.escape_default(), fields.len()),
+            ));
+        }
+        out.push(RawRecord {
+            user: field_id(path, lineno, "user", fields[idx[0]])?.to_string(),
+            item: field_id(path, lineno, "item", fields[idx[1]])?.to_string(),
+            rating: field_rating(path, lineno, fields[idx[2]])?,
+            timestamp: field_timestamp(path, lineno, fields[idx[3]])?,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_inter(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+    let text = decode(bytes);
+    let header = text.lines().next().ok_or_else(|| perr(path, 1, "empty file"))?;
+    let names: Vec<&str> = header
+        .split('\t')
+        .map(|h| h.split(':').next().unwrap_or("").trim())
+        .collect();
+    let find = |candidates: &[&str]| names.iter().position(|n| candidates.contains(n));
+    let user = find(&["user_id"]).ok_or_else(|| perr(path, 1, "header has no `user_id:token` column"))?;
+    let item = find(&["item_id"]).ok_or_else(|| perr(path, 1, "header has no `item_id:token` column"))?;
+    let rating = find(&["rating"]);
+    let timestamp = find(&["timestamp"]);
+    parse_with_optional(path, &text, '\t', [user, item], rating, timestamp)
+}
+
+fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| perr(path, 1, format!("cannot read the CSV header: {e}")))?
+        .clone();
+    let norm: Vec<String> = headers
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase().replace(['_', ' '], ""))
+        .collect();
+    let find = |candidates: &[&str]| norm.iter().position(|n| candidates.contains(&n.as_str()));
+    let user = find(&["userid", "user", "uid"])
+        .ok_or_else(|| perr(path, 1, "CSV header has no user column (userId, user_id, user)"))?;
+    let item = find(&["itemid", "movieid", "item", "iid", "movie"])
+        .ok_or_else(|| perr(path, 1, "CSV header has no item column (itemId, movieId, item_id, item)"))?;
+    let rating = find(&["rating", "score"]);
+    let timestamp = find(&["timestamp", "time", "ts"]);
+    let mut out = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let lineno = i + 2;
+        let rec = rec.map_err(|e| perr(path, lineno, format!("malformed CSV: {e}")))?;
+        let get = |col: usize, what: &str| {
+            rec.get(col)
+                .ok_or_else(|| perr(path, lineno, format!("missing {what} field")))
+        };
+        out.push(RawRecord {
+            user: field_id(path, lineno, "user", get(user, "user")?)?.to_string(),
+            item: field_id(path, lineno, "item", get(item, "item")?)?.to_string(),
+            rating: match rating {
+                Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
+                None => 1.0,
+            },
+            timestamp: match timestamp {
+                Some(c) => field_timestamp(path, lineno, get(c, "timestamp")?)?,
+                None => 0,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn parse_with_optional(
+    path: &Path,
+    text: &str,
+    sep: char,
+    [user, item]: [usize; 2],
+    rating: Option<usize>,
+    timestamp: Option<usize>,
+) -> Result<Vec<RawRecord>, DataError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(sep).collect();
+        let get = |col: usize, what: &str| {
+            fields
+                .get(col)
+                .copied()
+                .ok_or_else(|| perr(path, lineno, format!("missing {what} field (found {} fields)", fields.len())))
+        };
+        out.push(RawRecord {
+            user: field_id(path, lineno, "user", get(user, "user")?)?.to_string(),
+            item: field_id(path, lineno, "item", get(item, "item")?)?.to_string(),
+            rating: match rating {
+                Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
+                None => 1.0,
+            },
+            timestamp: match timestamp {
+                Some(c) => field_timestamp(path, lineno, get(c, "timestamp")?)?,
+                None => 0,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Item titles from the sibling file of the format, when it exists. A present but malformed
+/// title file is an error (it names the file and line), a missing one is not.
+pub(crate) fn read_titles(path: &Path, format: Format) -> Result<HashMap<String, String>, DataError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (file, sep) = match format {
+        Format::RecboleInter => (path.with_extension("item"), "\t"),
+        Format::MovielensUData => (dir.join("u.item"), "|"),
+        Format::MovielensRatingsDat => (dir.join("movies.dat"), "::"),
+        Format::Csv => (dir.join("movies.csv"), ","),
+        Format::Auto => return Ok(HashMap::new()),
+    };
+    let Ok(bytes) = std::fs::read(&file) else {
+        return Ok(HashMap::new());
+    };
+    let mut titles = HashMap::new();
+    if format == Format::Csv {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
+        for (i, rec) in reader.records().enumerate() {
+            let rec = rec.map_err(|e| perr(&file, i + 2, format!("malformed CSV: {e}")))?;
+            if let (Some(id), Some(title)) = (rec.get(0), rec.get(1)) {
+                titles.insert(id.trim().to_string(), title.trim().to_string());
+            }
+        }
+        return Ok(titles);
+    }
+    let text = decode(&bytes);
+    let (id_col, title_col, skip) = if format == Format::RecboleInter {
+        let header: Vec<&str> = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split('\t')
+            .map(|h| h.split(':').next().unwrap_or(""))
+            .collect();
+        let id = header.iter().position(|h| *h == "item_id");
+        let title = header.iter().position(|h| h.contains("title"));
+        match (id, title) {
+            (Some(i), Some(t)) => (i, t, 1),
+            _ => return Ok(titles),
+        }
+    } else {
+        (0, 1, 0)
+    };
+    for (i, line) in text.lines().enumerate().skip(skip) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(sep).collect();
+        match (fields.get(id_col), fields.get(title_col)) {
+            (Some(id), Some(title)) => {
+                titles.insert(id.trim().to_string(), title.trim().to_string());
+            }
+            _ => return Err(perr(&file, i + 1, "expected an item id and a title")),
+        }
+    }
+    Ok(titles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_interactions;
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_u_data_with_titles() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "u.data", "1\t10\t5\t100\n2\t10\t3\t50\n1\t11\t4\t90\n");
+        write(d.path(), "u.item", "10|Toy Story (1995)|01-Jan-1995\n11|GoldenEye (1995)|x\n");
+        let data = read_interactions(&p, Format::Auto, None).unwrap();
+        assert_eq!(data.n_users(), 2);
+        assert_eq!(data.n_items(), 2);
+        assert_eq!(data.records[2].item, 1);
+        assert_eq!(data.records[1].timestamp, 50);
+        assert_eq!(data.item_titles[0].as_deref(), Some("Toy Story (1995)"));
+        let thresholded = read_interactions(&p, Format::Auto, Some(4.0)).unwrap();
+        assert_eq!(thresholded.records.len(), 2);
+    }
+
+    #[test]
+    fn reads_ratings_dat() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n");
+        let data = read_interactions(&p, Format::Auto, None).unwrap();
+        assert_eq!(data.records.len(), 2);
+        assert_eq!(data.item_ids, vec!["1193", "661"]);
+        assert_eq!(data.records[0].rating, 5.0);
+    }
+
+    #[test]
+    fn reads_csv_by_header_names_in_any_order() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "r.csv", "timestamp,movieId,userId,rating\n7,m1,u1,4.5\n8,\"m,2\",u2,1\n");
+        let data = read_interactions(&p, Format::Auto, None).unwrap();
+        assert_eq!(data.user_ids, vec!["u1", "u2"]);
+        assert_eq!(data.item_ids, vec!["m1", "m,2"]);
+        assert_eq!(data.records[0].rating, 4.5);
+        assert_eq!(data.records[1].timestamp, 8);
+    }
+
+    #[test]
+    fn reads_recbole_inter_with_float_timestamps_and_item_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "x.inter",
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949.0\n",
+        );
+        write(d.path(), "x.item", "item_id:token\tmovie_title:token_seq\n242\tKolya\n");
+        let data = read_interactions(&p, Format::Auto, None).unwrap();
+        assert_eq!(data.name, "x");
+        assert_eq!(data.records[0].timestamp, 881250949);
+        assert_eq!(data.item_titles[0].as_deref(), Some("Kolya"));
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            ("u.data", "1\t2\t3\t4\n1\t2\tfive\t4\n", "line 2", "rating"),
+            ("u.data", "1\t2\t3\n", "line 1", "fields"),
+            ("ratings.dat", "1::2::3::4\n\n1::2::3::x\n", "line 3", "timestamp"),
+            ("r.csv", "userId,movieId,rating\nu,m,1\nu,,2\n", "line 3", "empty item"),
+            ("r.csv", "who,what\n1,2\n", "line 1", "user column"),
+            ("x.inter", "user_id:token\titem_id:token\n1\t2\n3\n", "line 3", "missing item"),
+            ("y.inter", "user:token\titem_id:token\n", "line 1", "user_id"),
+        ];
+        for (name, text, line, what) in cases {
+            let p = write(d.path(), name, text);
+            let err = read_interactions(&p, Format::Auto, None).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+            assert!(err.contains(line) && err.contains(what), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_after_filter_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "u.data", "1\t2\t1\t4\n");
+        let err = read_interactions(&p, Format::Auto, Some(4.0)).unwrap_err().to_string();
+        assert!(err.contains("no interactions"), "{err}");
+    }
+}
