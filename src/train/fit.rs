@@ -69,7 +69,9 @@ pub fn fit(
     let bar = progress::bar(opts.max_epochs as u64, label);
     let mut curve = Vec::new();
     let mut best = (f64::NEG_INFINITY, 0usize, model.snapshot()?);
+    let (mut step_s, mut eval_s) = (0f64, 0f64);
     for epoch in 1..=opts.max_epochs {
+        let t = Instant::now();
         users.shuffle(&mut rng);
         for batch in users.chunks(opts.batch_size) {
             let noisy: Vec<Vec<u32>> = batch
@@ -91,7 +93,11 @@ pub fn fit(
             let loss = objective.loss(&logits, &u, &target, &ids)?;
             opt.backward_step(&loss)?;
         }
+        step_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let ndcg = validation_ndcg(model, split)?;
+        eval_s += t.elapsed().as_secs_f64();
+        tracing::debug!(label, epoch, ndcg, "epoch");
         curve.push(ndcg);
         if ndcg > best.0 {
             best = (ndcg, epoch, model.snapshot()?);
@@ -103,6 +109,15 @@ pub fn fit(
         }
     }
     bar.finish_and_clear();
+    tracing::info!(
+        label,
+        epochs = curve.len(),
+        best_epoch = best.1,
+        best_valid_ndcg10 = format!("{:.4}", best.0),
+        train_s = format!("{step_s:.1}"),
+        eval_s = format!("{eval_s:.1}"),
+        "trained"
+    );
     model.restore(&best.2)?;
     Ok(FitResult {
         epochs: curve.len(),

@@ -103,7 +103,12 @@ impl From<ActivationArg> for Activation {
 /// Train a teacher, distil it into a small student, evaluate both side by side and export them
 /// as model bundles.
 #[derive(Debug, Clone, clap::Parser, serde::Serialize)]
-#[command(name = "distill", version, about, long_about = None)]
+#[command(
+    name = "distill",
+    version,
+    about = "Train teachers (EASE, MLP), distil them into a small ONNX student, evaluate side by side \
+             and export model bundles"
+)]
 pub struct Config {
     /// Interaction log (MovieLens u.data / ratings.dat, CSV with a header, RecBole .inter).
     #[arg(long, env = "DISTILREC_DATA")]
