@@ -1,0 +1,256 @@
+//! Builds the contract's ONNX graphs directly as `tract_onnx::pb` protobuf structs, so exporting
+//! needs no Python and no ONNX library beyond the one the runtime already links.
+
+use prost::Message;
+use tract_onnx::pb::{
+    self, attribute_proto::AttributeType, tensor_proto::DataType,
+    tensor_shape_proto::dimension::Value as DimValue, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+
+use super::{EaseWeights, MeanMlpWeights, ModelWeights, IR_VERSION, OPSET};
+use crate::bundle::{INPUT_NAME, OUTPUT_NAME};
+
+pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let name = match weights {
+        ModelWeights::MeanMlp(w) => {
+            mean_mlp(&mut g, w);
+            "mean_mlp"
+        }
+        ModelWeights::Ease(w) => {
+            ease(&mut g, w);
+            "ease"
+        }
+    };
+    let n_rows = weights.n_rows() as i64;
+    let graph = GraphProto {
+        name: name.into(),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info(
+            INPUT_NAME,
+            DataType::Int64,
+            &[Dim::Param("batch"), Dim::Param("L")],
+        )],
+        output: vec![value_info(
+            OUTPUT_NAME,
+            DataType::Float,
+            &[Dim::Param("batch"), Dim::Value(n_rows)],
+        )],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "distilrec".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
+/// Shared front of both families: the padding mask as float `[B, L, 1]` (and `[B, L]`).
+fn mask(g: &mut GraphBuilder) -> (String, String) {
+    let zero = g.init_i64("zero_i64", &[], &[0]);
+    let nonpad = g.node("Greater", &[INPUT_NAME, &zero], "nonpad", vec![]);
+    let mask = g.node(
+        "Cast",
+        &[&nonpad],
+        "mask",
+        vec![attr_int("to", DataType::Float as i64)],
+    );
+    let axes2 = g.init_i64("axes_2", &[1], &[2]);
+    let mask3 = g.node("Unsqueeze", &[&mask, &axes2], "mask3", vec![]);
+    (mask, mask3)
+}
+
+fn mean_mlp(g: &mut GraphBuilder, w: &MeanMlpWeights) {
+    let (mask, mask3) = mask(g);
+    let emb = g.init_f32("embedding", &[w.n_rows, w.dim], &w.embedding);
+    let gathered = g.node(
+        "Gather",
+        &[&emb, INPUT_NAME],
+        "gathered",
+        vec![attr_int("axis", 0)],
+    );
+    let masked = g.node("Mul", &[&gathered, &mask3], "masked", vec![]);
+    let axes1 = g.init_i64("axes_1", &[1], &[1]);
+    let summed = g.node(
+        "ReduceSum",
+        &[&masked, &axes1],
+        "summed",
+        vec![attr_int("keepdims", 0)],
+    );
+    let count = g.node(
+        "ReduceSum",
+        &[&mask, &axes1],
+        "count",
+        vec![attr_int("keepdims", 1)],
+    );
+    let one = g.init_f32("one_f32", &[], &[1.0]);
+    // An all-padding history has count 0: its mean is defined as the zero vector.
+    let count = g.node("Max", &[&count, &one], "count_clamped", vec![]);
+    let mut u = g.node("Div", &[&summed, &count], "user_mean", vec![]);
+    let act = match w.activation {
+        super::Activation::Relu => "Relu",
+        super::Activation::Tanh => "Tanh",
+    };
+    for (i, l) in w.layers.iter().enumerate() {
+        let wi = g.init_f32(&format!("layer{i}_w"), &[l.n_in, l.n_out], &l.w);
+        let bi = g.init_f32(&format!("layer{i}_b"), &[l.n_out], &l.b);
+        let h = g.node("MatMul", &[&u, &wi], &format!("layer{i}_mm"), vec![]);
+        let h = g.node("Add", &[&h, &bi], &format!("layer{i}_pre"), vec![]);
+        u = g.node(act, &[&h], &format!("layer{i}_out"), vec![]);
+    }
+    let items = g.init_f32("item_matrix_t", &[w.d_last(), w.n_rows], &w.item_matrix_t);
+    let bias = g.init_f32("item_bias", &[w.n_rows], &w.item_bias);
+    let logits = g.node("MatMul", &[&u, &items], "logits", vec![]);
+    g.node("Add", &[&logits, &bias], OUTPUT_NAME, vec![]);
+}
+
+fn ease(g: &mut GraphBuilder, w: &EaseWeights) {
+    // Row 0 of B is zero, but masking keeps the contract independent of that convention.
+    let (_, mask3) = mask(g);
+    let b = g.init_f32("item_item", &[w.n_rows, w.n_rows], &w.b);
+    let rows = g.node(
+        "Gather",
+        &[&b, INPUT_NAME],
+        "rows",
+        vec![attr_int("axis", 0)],
+    );
+    let masked = g.node("Mul", &[&rows, &mask3], "masked", vec![]);
+    let axes1 = g.init_i64("axes_1", &[1], &[1]);
+    g.node(
+        "ReduceSum",
+        &[&masked, &axes1],
+        OUTPUT_NAME,
+        vec![attr_int("keepdims", 0)],
+    );
+}
+
+#[derive(Default)]
+struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl GraphBuilder {
+    /// Adds a single-output node named after its output and returns the output's name.
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attribute: Vec<AttributeProto>,
+    ) -> String {
+        self.nodes.push(NodeProto {
+            name: format!("{output}_{op}"),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute,
+            ..Default::default()
+        });
+        output.to_string()
+    }
+
+    fn init_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len(), "{name}");
+        // raw_data (little-endian) instead of float_data: no per-value varint framing, which
+        // matters at 100k+ rows.
+        let mut raw = Vec::with_capacity(data.len() * 4);
+        for v in data {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        self.push_init(name, dims, DataType::Float, raw)
+    }
+
+    fn init_i64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> String {
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_init(name, dims, DataType::Int64, raw)
+    }
+
+    fn push_init(&mut self, name: &str, dims: &[usize], dt: DataType, raw_data: Vec<u8>) -> String {
+        self.initializers.push(TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: dt as i32,
+            raw_data,
+            ..Default::default()
+        });
+        name.to_string()
+    }
+}
+
+enum Dim<'a> {
+    Param(&'a str),
+    Value(i64),
+}
+
+fn value_info(name: &str, dt: DataType, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| pb::tensor_shape_proto::Dimension {
+            value: Some(match d {
+                Dim::Param(p) => DimValue::DimParam(p.to_string()),
+                Dim::Value(v) => DimValue::DimValue(*v),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: dt as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::MeanMlpWeights;
+
+    #[test]
+    fn exported_model_declares_the_contract() {
+        let w = ModelWeights::MeanMlp(MeanMlpWeights::random(7, 3, &[4], 0));
+        let proto = ModelProto::decode(&w.to_onnx()[..]).unwrap();
+        assert_eq!(proto.opset_import[0].version, OPSET);
+        let graph = proto.graph.unwrap();
+        assert_eq!(graph.input.len(), 1);
+        assert_eq!(graph.input[0].name, INPUT_NAME);
+        assert_eq!(graph.output.len(), 1);
+        assert_eq!(graph.output[0].name, OUTPUT_NAME);
+        let last = graph.node.last().unwrap();
+        assert_eq!(last.output, vec![OUTPUT_NAME.to_string()]);
+        // Every node input is the graph input, an initializer or an earlier node's output.
+        let mut known: Vec<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+        known.push(INPUT_NAME.into());
+        for n in &graph.node {
+            for i in &n.input {
+                assert!(known.contains(i), "{} reads undefined {i}", n.name);
+            }
+            known.extend(n.output.iter().cloned());
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The exported graphs pass the reference ONNX checker and onnxruntime computes the same scores
+//! as tract: a second, independent runtime, so a bundle is not "valid" only for tract.
+//!
+//! Needs a Python with onnx, onnxruntime and numpy in `DISTILREC_PYTHON` (see the header of
+//! `scripts/onnx_check.py`); `DISTILREC_SKIP_PYTHON=1` skips it explicitly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use distilrec::bundle::{Bundle, Role};
+use distilrec::onnx::{
+    write_synthetic_bundle, Activation, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer,
+};
+
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DISTILREC_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    if std::env::var("DISTILREC_SKIP_PYTHON").as_deref() == Ok("1") {
+        eprintln!("onnx_runtime_parity: SKIPPED (DISTILREC_SKIP_PYTHON=1)");
+        return None;
+    }
+    panic!(
+        "DISTILREC_PYTHON is not set. This test runs scripts/onnx_check.py with onnx + onnxruntime:\n  \
+         python3 -m venv /work/venv && /work/venv/bin/pip install onnx onnxruntime numpy\n  \
+         export DISTILREC_PYTHON=/work/venv/bin/python\n\
+         or set DISTILREC_SKIP_PYTHON=1 to skip it deliberately."
+    );
+}
+
+fn check_bundle(python: &Path, dir: &Path, histories: &[Vec<u32>]) {
+    let bundle = Bundle::load(dir).expect("synthetic bundle loads");
+    let scorer =
+        OnnxScorer::load(&bundle.model_bytes, bundle.manifest.n_rows).expect("tract loads");
+    let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+    let flat = scorer.score_batch(&refs).expect("tract scores");
+    let rows: Vec<&[f32]> = flat.chunks(bundle.manifest.n_rows).collect();
+    let expected = serde_json::json!({ "histories": histories, "scores": rows });
+    let json_path = dir.with_extension("expected.json");
+    std::fs::write(&json_path, serde_json::to_vec(&expected).unwrap()).unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/onnx_check.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(dir)
+        .arg(&json_path)
+        .args(["--tol", "1e-4"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "onnx_check.py failed for {}:\n{stdout}\n{stderr}",
+        dir.display()
+    );
+    eprintln!("{}", stdout.trim());
+}
+
+fn histories(n_rows: u32) -> Vec<Vec<u32>> {
+    vec![
+        vec![1],
+        vec![],
+        vec![2, n_rows - 1, 3, 0, 5],
+        vec![0, 0],
+        (1..n_rows).step_by(3).collect(),
+        vec![n_rows - 1, n_rows - 1],
+    ]
+}
+
+#[test]
+fn onnxruntime_agrees_with_tract_on_both_families() {
+    let Some(python) = python() else { return };
+    let repo = tempfile::tempdir().unwrap();
+    let mut tanh = MeanMlpWeights::random(57, 6, &[10], 4);
+    tanh.activation = Activation::Tanh;
+    let models = [
+        (
+            "mlp",
+            ModelWeights::MeanMlp(MeanMlpWeights::random(101, 8, &[16, 12], 1)),
+        ),
+        ("mlp-tanh", ModelWeights::MeanMlp(tanh)),
+        (
+            "mlp-linear",
+            ModelWeights::MeanMlp(MeanMlpWeights::random(33, 5, &[], 2)),
+        ),
+        ("ease", ModelWeights::Ease(EaseWeights::random(64, 3))),
+    ];
+    for (name, weights) in &models {
+        let dir = write_synthetic_bundle(repo.path(), name, weights, Role::Student).unwrap();
+        check_bundle(&python, &dir, &histories(weights.n_rows() as u32));
+    }
+}
