@@ -21,11 +21,19 @@ fn synthetic_inter(path: &std::path::Path) {
         let group = u % 3;
         let mut seen = std::collections::BTreeSet::new();
         while seen.len() < 15 {
-            let item = if next() % 5 == 0 { next() % 40 } else { group * 13 + next() % 13 };
+            let item = if next() % 5 == 0 {
+                next() % 40
+            } else {
+                group * 13 + next() % 13
+            };
             seen.insert(item);
         }
         for (t, item) in seen.iter().enumerate() {
-            let _ = writeln!(s, "u{u}\ti{item}\t4\t{}", 1_000_000 + t as u64 * 60 + next() % 50);
+            let _ = writeln!(
+                s,
+                "u{u}\ti{item}\t4\t{}",
+                1_000_000 + t as u64 * 60 + next() % 50
+            );
         }
     }
     std::fs::write(path, s).unwrap();
@@ -89,7 +97,11 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     for m in &report.main.models {
-        assert!(m.test.contains_key("ndcg@10") && m.valid.contains_key("recall@20"), "{}", m.name);
+        assert!(
+            m.test.contains_key("ndcg@10") && m.valid.contains_key("recall@20"),
+            "{}",
+            m.name
+        );
         assert!(m.onnx_bytes.is_some_and(|b| b > 0), "{}", m.name);
         assert!(m.latency_single_us.is_some() && m.latency_batch32_us.is_some());
         if m.kind == "mean_mlp" && m.name != "popularity" {

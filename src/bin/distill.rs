@@ -13,6 +13,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = distilrec::train::Config::parse();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Still single-threaded here, so setting the environment is sound.
+        std::env::set_var("RAYON_NUM_THREADS", config.threads.to_string());
+    }
     let data = config.data.clone();
     distilrec::train::run(config)
         .with_context(|| format!("distillation on {} failed", data.display()))?;

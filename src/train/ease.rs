@@ -29,7 +29,9 @@ pub fn fit(g: &Mat<f64>, lambda: f64) -> Result<Vec<f32>, TrainError> {
     }
     let p = a
         .llt(Side::Lower)
-        .map_err(|e| TrainError::Numeric(format!("EASE: XᵀX + λI is not positive definite: {e:?}")))?
+        .map_err(|e| {
+            TrainError::Numeric(format!("EASE: XᵀX + λI is not positive definite: {e:?}"))
+        })?
         .inverse();
     let mut b = vec![0f32; n * n];
     for j in 0..n {
@@ -63,7 +65,8 @@ pub fn to_weights(b: &[f32], n_items: usize) -> ModelWeights {
     let n_rows = n_items + 1;
     let mut w = vec![0f32; n_rows * n_rows];
     for i in 0..n_items {
-        w[(i + 1) * n_rows + 1..(i + 2) * n_rows].copy_from_slice(&b[i * n_items..(i + 1) * n_items]);
+        w[(i + 1) * n_rows + 1..(i + 2) * n_rows]
+            .copy_from_slice(&b[i * n_items..(i + 1) * n_items]);
     }
     ModelWeights::Ease(EaseWeights { n_rows, b: w })
 }
@@ -91,7 +94,11 @@ mod tests {
                     let a = g[(i, k)] + if i == k { lambda } else { 0.0 };
                     lhs += a * b[k * n + j] as f64;
                 }
-                assert!((lhs - g[(i, j)]).abs() < 1e-4, "({i},{j}): {lhs} vs {}", g[(i, j)]);
+                assert!(
+                    (lhs - g[(i, j)]).abs() < 1e-4,
+                    "({i},{j}): {lhs} vs {}",
+                    g[(i, j)]
+                );
             }
         }
     }

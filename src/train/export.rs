@@ -14,7 +14,9 @@ use super::deps::data::Interactions;
 use super::deps::onnx::{ModelWeights, OnnxScorer};
 use super::report::Parity;
 use super::TrainError;
-use crate::bundle::{write_bundle, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories};
+use crate::bundle::{
+    write_bundle, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
+};
 
 /// An exported model: its ONNX encoding and a tract plan of it.
 pub struct Exported {
@@ -42,7 +44,11 @@ impl Exported {
         let mut out = Vec::with_capacity(histories.len() * self.weights.n_rows());
         for chunk in rows.chunks(64) {
             let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-            out.extend(self.scorer.score_batch(&refs).map_err(|e| self.runtime(e))?);
+            out.extend(
+                self.scorer
+                    .score_batch(&refs)
+                    .map_err(|e| self.runtime(e))?,
+            );
         }
         Ok(out)
     }
@@ -65,15 +71,23 @@ impl Exported {
         let mut single = Vec::with_capacity(iters);
         let mut batch = Vec::with_capacity(iters);
         // One untimed call per shape: tract sizes its scratch buffers on first use.
-        self.scorer.score_batch(&[&rows[0]]).map_err(|e| self.runtime(e))?;
+        self.scorer
+            .score_batch(&[&rows[0]])
+            .map_err(|e| self.runtime(e))?;
         for i in 0..iters {
             let h: &[u32] = &rows[i % rows.len()];
             let t = Instant::now();
             std::hint::black_box(self.scorer.score_batch(&[h]).map_err(|e| self.runtime(e))?);
             single.push(t.elapsed().as_secs_f64() * 1e6);
-            let refs: Vec<&[u32]> = (0..32).map(|k| rows[(i * 32 + k) % rows.len()].as_slice()).collect();
+            let refs: Vec<&[u32]> = (0..32)
+                .map(|k| rows[(i * 32 + k) % rows.len()].as_slice())
+                .collect();
             let t = Instant::now();
-            std::hint::black_box(self.scorer.score_batch(&refs).map_err(|e| self.runtime(e))?);
+            std::hint::black_box(
+                self.scorer
+                    .score_batch(&refs)
+                    .map_err(|e| self.runtime(e))?,
+            );
             batch.push(t.elapsed().as_secs_f64() * 1e6);
         }
         Ok((median(&mut single), median(&mut batch)))
@@ -91,7 +105,8 @@ impl Exported {
     ) -> Result<Parity, TrainError> {
         let n_items = self.weights.n_rows() - 1;
         let mut rng = StdRng::seed_from_u64(seed);
-        let users: Vec<usize> = sample(&mut rng, histories.len(), n_users.min(histories.len())).into_vec();
+        let users: Vec<usize> =
+            sample(&mut rng, histories.len(), n_users.min(histories.len())).into_vec();
         let sampled: Vec<Vec<u32>> = users.iter().map(|&u| histories[u].clone()).collect();
         let onnx = self.score(&sampled)?;
         let mut max_abs_diff = 0f64;
@@ -119,9 +134,11 @@ impl Exported {
     }
 }
 
-fn load_scorer(name: &str, weights: &ModelWeights, _onnx: &[u8]) -> Result<OnnxScorer, TrainError> {
-    let _ = name;
-    Ok(OnnxScorer::from_weights(weights))
+fn load_scorer(name: &str, weights: &ModelWeights, onnx: &[u8]) -> Result<OnnxScorer, TrainError> {
+    OnnxScorer::load(onnx, weights.n_rows()).map_err(|e| TrainError::Runtime {
+        model: name.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Item indices → vocabulary rows.
@@ -152,7 +169,12 @@ pub fn write(
     meta: &BundleMeta<'_>,
 ) -> Result<PathBuf, TrainError> {
     let data = meta.data;
-    let mut manifest = Manifest::new(name, role, model.weights.n_rows(), model.weights.architecture());
+    let mut manifest = Manifest::new(
+        name,
+        role,
+        model.weights.n_rows(),
+        model.weights.architecture(),
+    );
     manifest.parameters = model.weights.parameter_count();
     manifest.dataset = Some(DatasetInfo {
         name: data.name.clone(),
@@ -188,5 +210,11 @@ pub fn write(
         })
         .collect();
     let users = UserHistories::new(users);
-    Ok(write_bundle(repo, manifest, &model.onnx, &items, Some(&users))?)
+    Ok(write_bundle(
+        repo,
+        manifest,
+        &model.onnx,
+        &items,
+        Some(&users),
+    )?)
 }

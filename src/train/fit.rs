@@ -59,7 +59,7 @@ pub fn fit(
             ..ParamsAdamW::default()
         },
     )?;
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_f17);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x05ee_df17);
     // Users without training items carry no signal for any of the losses.
     let mut users: Vec<u32> = (0..split.n_users() as u32)
         .filter(|&u| !split.train[u as usize].is_empty())
@@ -84,7 +84,10 @@ pub fn fit(
                         .collect()
                 })
                 .collect();
-            let clean: Vec<Vec<u32>> = batch.iter().map(|&u| split.train[u as usize].clone()).collect();
+            let clean: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&u| split.train[u as usize].clone())
+                .collect();
             let x = multi_hot(&noisy, n_items)?;
             let target = multi_hot(&clean, n_items)?;
             let ids = Tensor::new(batch, &Device::Cpu)?;
@@ -102,7 +105,10 @@ pub fn fit(
         if ndcg > best.0 {
             best = (ndcg, epoch, model.snapshot()?);
         }
-        bar.set_message(format!("valid NDCG@10 {ndcg:.4} (best {:.4} @ {})", best.0, best.1));
+        bar.set_message(format!(
+            "valid NDCG@10 {ndcg:.4} (best {:.4} @ {})",
+            best.0, best.1
+        ));
         bar.inc(1);
         if epoch - best.1 >= opts.patience {
             break;

@@ -208,14 +208,26 @@ mod tests {
             hidden: None,
         };
         // Student logits = standardised teacher scores give the same softened distribution.
-        let z: Vec<f32> = scores.chunks(3).flat_map(|r| standardise(r)).map(|v| v as f32).collect();
+        let z: Vec<f32> = scores
+            .chunks(3)
+            .flat_map(standardise)
+            .map(|v| v as f32)
+            .collect();
         let logits = Tensor::from_vec(z, (2, 3), &Device::Cpu).unwrap();
         let ids = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
         let dummy = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let l = obj.loss(&logits, &dummy, &dummy, &ids).unwrap().to_scalar::<f32>().unwrap();
+        let l = obj
+            .loss(&logits, &dummy, &dummy, &ids)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(l.abs() < 1e-5, "{l}");
         let shifted = (logits * -1.0).unwrap();
-        let l2 = obj.loss(&shifted, &dummy, &dummy, &ids).unwrap().to_scalar::<f32>().unwrap();
+        let l2 = obj
+            .loss(&shifted, &dummy, &dummy, &ids)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(l2 > 0.1, "{l2}");
     }
 

@@ -15,7 +15,6 @@ mod pipeline;
 mod plot;
 mod progress;
 mod report;
-mod standin;
 
 use std::path::PathBuf;
 
@@ -23,10 +22,8 @@ pub use kd::KdVariant;
 pub use pipeline::run;
 pub use report::Report;
 
-/// One switch for the crate modules still being written on other branches.
 mod deps {
-    pub use super::standin::onnx;
-    pub use crate::{data, eval};
+    pub use crate::{data, eval, onnx};
 }
 
 use deps::data::Format;
@@ -186,7 +183,12 @@ pub struct Config {
     pub teacher_dim: usize,
     /// Hidden layer widths of the MLP teacher (comma-separated; the last one is the width of
     /// its item matrix).
-    #[arg(long, env = "DISTILREC_TEACHER_HIDDEN", value_delimiter = ',', default_value = "512,256")]
+    #[arg(
+        long,
+        env = "DISTILREC_TEACHER_HIDDEN",
+        value_delimiter = ',',
+        default_value = "512,256"
+    )]
     pub teacher_hidden: Vec<usize>,
     /// Item-embedding width of the student.
     #[arg(long, env = "DISTILREC_STUDENT_DIM", default_value_t = 64)]
@@ -216,7 +218,7 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_BATCH_SIZE", default_value_t = 128)]
     pub batch_size: usize,
     /// AdamW learning rate.
-    #[arg(long, env = "DISTILREC_LR", default_value_t = 1e-3)]
+    #[arg(long, env = "DISTILREC_LR", default_value_t = 5e-3)]
     pub lr: f64,
     /// AdamW decoupled weight decay.
     #[arg(long, env = "DISTILREC_WEIGHT_DECAY", default_value_t = 0.0)]
@@ -236,6 +238,11 @@ pub struct Config {
     /// Timed tract calls per latency figure.
     #[arg(long, env = "DISTILREC_LATENCY_ITERS", default_value_t = 200)]
     pub latency_iters: usize,
+    /// Threads of candle's matrix products. One is fastest for these small matrices on a busy
+    /// 2-core machine (3–4× faster per step than two); exported as RAYON_NUM_THREADS by the
+    /// binary before anything starts.
+    #[arg(long, env = "DISTILREC_THREADS", default_value_t = 1)]
+    pub threads: usize,
     /// CI preset: at most 30 epochs, patience 8, one EASE λ (400), 50 latency calls.
     #[arg(long, env = "DISTILREC_QUICK")]
     pub quick: bool,

@@ -64,7 +64,11 @@ pub struct MeanMlp {
 pub(crate) fn xavier(rng: &mut StdRng, rows: usize, cols: usize) -> Result<Var, TrainError> {
     let a = (6.0 / (rows + cols) as f64).sqrt() as f32;
     let v: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-a..a)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        v,
+        (rows, cols),
+        &Device::Cpu,
+    )?)?)
 }
 
 fn zeros(n: usize) -> Result<Var, TrainError> {
@@ -118,8 +122,7 @@ impl MeanMlp {
     }
 
     pub fn logits(&self, u: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(u
-            .matmul(self.item_t.as_tensor())?
+        Ok(u.matmul(self.item_t.as_tensor())?
             .broadcast_add(self.bias.as_tensor())?)
     }
 
@@ -205,7 +208,11 @@ pub fn multi_hot(histories: &[Vec<u32>], n_items: usize) -> Result<Tensor, Train
             x[r * n_items + i as usize] += w;
         }
     }
-    Ok(Tensor::from_vec(x, (histories.len(), n_items), &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        x,
+        (histories.len(), n_items),
+        &Device::Cpu,
+    )?)
 }
 
 #[cfg(test)]

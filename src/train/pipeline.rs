@@ -43,11 +43,19 @@ struct SeedRun {
 struct Phases(Vec<Phase>);
 
 impl Phases {
-    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, TrainError>) -> Result<T, TrainError> {
+    fn time<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
         let t = Instant::now();
         let out = f()?;
         let seconds = t.elapsed().as_secs_f64();
-        tracing::info!(phase = name, seconds = format!("{seconds:.1}"), "phase done");
+        tracing::info!(
+            phase = name,
+            seconds = format!("{seconds:.1}"),
+            "phase done"
+        );
         self.0.push(Phase {
             name: name.to_string(),
             seconds,
@@ -117,7 +125,11 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
     validate(&config)?;
     let mut phases = Phases::default();
     let data = phases.time("read data", || {
-        Ok(read_interactions(&config.data, config.format, config.min_rating)?)
+        Ok(read_interactions(
+            &config.data,
+            config.format,
+            config.min_rating,
+        )?)
     })?;
     let name = config.name.clone().unwrap_or_else(|| data.name.clone());
     let teacher_name = format!("{name}-teacher");
@@ -145,11 +157,14 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         .write_tsv(&split_dir, &data)
         .map_err(|e| TrainError::io(&split_dir, e))?;
 
-    let main_result = phases.time("latency and parity (tract)", || {
-        measure(&config, &main)
-    })?;
+    let main_result = phases.time("latency and parity (tract)", || measure(&config, &main))?;
     let (mut main_result, parity, exported) = main_result;
-    write_parity_sample(&run_dir.join("parity-sample.json"), &main, &data, config.seed)?;
+    write_parity_sample(
+        &run_dir.join("parity-sample.json"),
+        &main,
+        &data,
+        config.seed,
+    )?;
     let mut bundles = BTreeMap::new();
     if !config.no_export {
         phases.time("export bundles", || {
@@ -188,10 +203,26 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
     let mut extra = Vec::new();
     if !config.extra_seeds.is_empty() {
         // Extra seeds repeat the comparison, with the KD variant chosen on the main seed only.
-        let best = main.ratios.kd_student.trim_start_matches("student-kd-").to_string();
-        let variant: Vec<KdVariant> = config.kd.iter().copied().filter(|v| v.name() == best).collect();
+        let best = main
+            .ratios
+            .kd_student
+            .trim_start_matches("student-kd-")
+            .to_string();
+        let variant: Vec<KdVariant> = config
+            .kd
+            .iter()
+            .copied()
+            .filter(|v| v.name() == best)
+            .collect();
         for &seed in &config.extra_seeds {
-            let run = run_seed(&config, &data, seed, &variant, &mut phases, &format!("seed {seed}: "))?;
+            let run = run_seed(
+                &config,
+                &data,
+                seed,
+                &variant,
+                &mut phases,
+                &format!("seed {seed}: "),
+            )?;
             extra.push(seed_result(seed, &run));
         }
     }
@@ -242,7 +273,12 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
 
 /// A few users' training-framework scores of the exported student, so tests and people can
 /// check the bundle on disk against them with any ONNX runtime.
-fn write_parity_sample(path: &Path, run: &SeedRun, data: &Interactions, seed: u64) -> Result<(), TrainError> {
+fn write_parity_sample(
+    path: &Path,
+    run: &SeedRun,
+    data: &Interactions,
+    seed: u64,
+) -> Result<(), TrainError> {
     let student = run
         .models
         .iter()
@@ -250,7 +286,9 @@ fn write_parity_sample(path: &Path, run: &SeedRun, data: &Interactions, seed: u6
         .expect("the KD student was trained");
     let n_items = data.n_items();
     let mut rng = StdRng::seed_from_u64(seed);
-    let candidates: Vec<usize> = (0..run.split.n_users()).filter(|&u| !run.split.train[u].is_empty()).collect();
+    let candidates: Vec<usize> = (0..run.split.n_users())
+        .filter(|&u| !run.split.train[u].is_empty())
+        .collect();
     let picked = rand::seq::index::sample(&mut rng, candidates.len(), candidates.len().min(8));
     let users: Vec<serde_json::Value> = picked
         .iter()
@@ -271,7 +309,10 @@ fn write_parity_sample(path: &Path, run: &SeedRun, data: &Interactions, seed: u6
         "note": "scores[0] is the padding row and is not compared",
         "users": users,
     });
-    write_file(path, &serde_json::to_vec(&doc).expect("json always serializes"))
+    write_file(
+        path,
+        &serde_json::to_vec(&doc).expect("json always serializes"),
+    )
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
@@ -376,18 +417,34 @@ fn run_seed(
     let n_items = data.n_items();
     let (teacher_spec, student_spec) = specs(config);
     let opts = opts(config);
-    let split = phases.time(&format!("{prefix}split"), || Ok(random_split(data, RATIOS, seed)))?;
+    let split = phases.time(&format!("{prefix}split"), || {
+        Ok(random_split(data, RATIOS, seed))
+    })?;
     let mut models = Vec::new();
 
     models.push(phases.time(&format!("{prefix}popularity"), || {
         let t = Instant::now();
         let pop = popularity_scores(&split, n_items);
-        let scores: Vec<f32> = (0..split.n_users()).flat_map(|_| pop.iter().copied()).collect();
+        let scores: Vec<f32> = (0..split.n_users())
+            .flat_map(|_| pop.iter().copied())
+            .collect();
         let weights = popularity_weights(&pop);
-        let r = row("popularity", "baseline", &weights, &scores, &split, t.elapsed().as_secs_f64(), serde_json::json!({
-            "scores": "training interaction counts (a bias-only mean_mlp)"
-        }));
-        Ok(Trained { result: r, weights, scores })
+        let r = row(
+            "popularity",
+            "baseline",
+            &weights,
+            &scores,
+            &split,
+            t.elapsed().as_secs_f64(),
+            serde_json::json!({
+                "scores": "training interaction counts (a bias-only mean_mlp)"
+            }),
+        );
+        Ok(Trained {
+            result: r,
+            weights,
+            scores,
+        })
     })?);
 
     models.push(phases.time(&format!("{prefix}teacher: EASE (λ grid)"), || {
@@ -408,21 +465,47 @@ fn run_seed(
         }
         let (_, lambda, b, scores) = best.expect("at least one λ (validated)");
         let weights = ease::to_weights(&b, n_items);
-        let r = row("teacher-ease", "teacher", &weights, &scores, &split, t.elapsed().as_secs_f64(),
-            serde_json::json!({"lambda": lambda, "grid": grid}));
-        Ok(Trained { result: r, weights, scores })
+        let r = row(
+            "teacher-ease",
+            "teacher",
+            &weights,
+            &scores,
+            &split,
+            t.elapsed().as_secs_f64(),
+            serde_json::json!({"lambda": lambda, "grid": grid}),
+        );
+        Ok(Trained {
+            result: r,
+            weights,
+            scores,
+        })
     })?);
 
     let mut teacher_reps = Vec::new();
     models.push(phases.time(&format!("{prefix}teacher: MLP"), || {
         let mut rng = StdRng::seed_from_u64(seed);
         let m = MeanMlp::new(n_items, teacher_spec.clone(), &mut rng)?;
-        let f = fit(&m, &split, &Objective::plain(), &opts, seed, &format!("{prefix}teacher-mlp"))?;
+        let f = fit(
+            &m,
+            &split,
+            &Objective::plain(),
+            &opts,
+            seed,
+            &format!("{prefix}teacher-mlp"),
+        )?;
         let (scores, reps) = m.score_histories(&split.train)?;
         teacher_reps = reps;
-        Ok(trained_mlp("teacher-mlp", "teacher", &m, scores, &split, f, serde_json::json!({
-            "spec": teacher_spec, "training": opts,
-        }))?)
+        trained_mlp(
+            "teacher-mlp",
+            "teacher",
+            &m,
+            scores,
+            &split,
+            f,
+            serde_json::json!({
+                "spec": teacher_spec, "training": opts,
+            }),
+        )
     })?);
 
     let teacher = match config.teacher {
@@ -436,7 +519,10 @@ fn run_seed(
             }
         }
     };
-    let teacher_idx = models.iter().position(|m| m.result.name == teacher).expect("teacher trained");
+    let teacher_idx = models
+        .iter()
+        .position(|m| m.result.name == teacher)
+        .expect("teacher trained");
     let teacher_params = models[teacher_idx].result.parameters;
     let student_params = student_spec.parameter_count(n_items);
     let ratio = student_params as f64 / teacher_params as f64;
@@ -448,34 +534,75 @@ fn run_seed(
             100.0 * config.max_param_ratio
         )));
     }
-    tracing::info!(teacher, student_params, teacher_params, ratio = format!("{ratio:.4}"), "distilling");
+    tracing::info!(
+        teacher,
+        student_params,
+        teacher_params,
+        ratio = format!("{ratio:.4}"),
+        "distilling"
+    );
 
     let student_seed = seed.wrapping_add(1);
     models.push(phases.time(&format!("{prefix}student (no KD)"), || {
-        let m = MeanMlp::new(n_items, student_spec.clone(), &mut StdRng::seed_from_u64(student_seed))?;
-        let f = fit(&m, &split, &Objective::plain(), &opts, student_seed, &format!("{prefix}student"))?;
+        let m = MeanMlp::new(
+            n_items,
+            student_spec.clone(),
+            &mut StdRng::seed_from_u64(student_seed),
+        )?;
+        let f = fit(
+            &m,
+            &split,
+            &Objective::plain(),
+            &opts,
+            student_seed,
+            &format!("{prefix}student"),
+        )?;
         let (scores, _) = m.score_histories(&split.train)?;
-        Ok(trained_mlp("student", "student", &m, scores, &split, f, serde_json::json!({
-            "spec": student_spec, "training": opts, "kd": null,
-        }))?)
+        trained_mlp(
+            "student",
+            "student",
+            &m,
+            scores,
+            &split,
+            f,
+            serde_json::json!({
+                "spec": student_spec, "training": opts, "kd": null,
+            }),
+        )
     })?);
 
     // The teacher is fixed: its softened distributions and top-K lists are computed once.
     let teacher_scores = models[teacher_idx].scores.clone();
     let need = |f: fn(KdVariant) -> bool| variants.iter().any(|&v| f(v));
     let logit_t = if need(KdVariant::uses_logit) {
-        Some(kd::logit_targets(&teacher_scores, n_items, config.temperature, config.lambda_kd)?)
+        Some(kd::logit_targets(
+            &teacher_scores,
+            n_items,
+            config.temperature,
+            config.lambda_kd,
+        )?)
     } else {
         None
     };
     let rank_t = if need(KdVariant::uses_rank) {
-        Some(kd::rank_targets(&teacher_scores, n_items, &split.train, config.rank_k, config.rank_decay, config.lambda_rank)?)
+        Some(kd::rank_targets(
+            &teacher_scores,
+            n_items,
+            &split.train,
+            config.rank_k,
+            config.rank_decay,
+            config.lambda_rank,
+        )?)
     } else {
         None
     };
     let hidden_t = if need(KdVariant::uses_hidden) {
         let d = teacher_spec.last_dim();
-        Some(candle_core::Tensor::from_vec(teacher_reps.clone(), (split.n_users(), d), &candle_core::Device::Cpu)?)
+        Some(candle_core::Tensor::from_vec(
+            teacher_reps.clone(),
+            (split.n_users(), d),
+            &candle_core::Device::Cpu,
+        )?)
     } else {
         None
     };
@@ -531,9 +658,19 @@ fn run_seed(
     let best_kd = kd_rows
         .iter()
         .copied()
-        .max_by(|&a, &b| models[a].result.valid_ndcg().total_cmp(&models[b].result.valid_ndcg()))
+        .max_by(|&a, &b| {
+            models[a]
+                .result
+                .valid_ndcg()
+                .total_cmp(&models[b].result.valid_ndcg())
+        })
         .expect("at least one KD variant (validated)");
-    let find = |n: &str| models.iter().find(|m| m.result.name == n).expect("model trained");
+    let find = |n: &str| {
+        models
+            .iter()
+            .find(|m| m.result.name == n)
+            .expect("model trained")
+    };
     let (t, s, k, p) = (
         &models[teacher_idx].result,
         &find("student").result,

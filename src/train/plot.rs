@@ -27,10 +27,21 @@ pub fn curves(path: &Path, series: &[(String, Vec<f64>)]) -> Result<(), TrainErr
     let with_text = font_available();
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let max_epochs = series.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(2);
+    let max_epochs = series
+        .iter()
+        .map(|(_, c)| c.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
     let values = series.iter().flat_map(|(_, c)| c.iter().copied());
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-    let (lo, hi) = if lo.is_finite() { (lo.min(hi - 0.01), hi) } else { (0.0, 1.0) };
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo.min(hi - 0.01), hi)
+    } else {
+        (0.0, 1.0)
+    };
     let pad = (hi - lo) * 0.05;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(15);

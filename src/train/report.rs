@@ -145,10 +145,17 @@ pub fn summarise(main: &SeedResult, extra: &[SeedResult]) -> BTreeMap<String, Me
             .collect();
         out.insert(format!("{} ndcg@10", m.name), MeanStd::of(&xs));
     }
-    let ratio = |f: fn(&Ratios) -> f64| MeanStd::of(&all.iter().map(|s| f(&s.ratios)).collect::<Vec<_>>());
-    out.insert("kd student / teacher ndcg@10".into(), ratio(|r| r.ndcg_ratio));
+    let ratio =
+        |f: fn(&Ratios) -> f64| MeanStd::of(&all.iter().map(|s| f(&s.ratios)).collect::<Vec<_>>());
+    out.insert(
+        "kd student / teacher ndcg@10".into(),
+        ratio(|r| r.ndcg_ratio),
+    );
     out.insert("kd gain over no-kd student".into(), ratio(|r| r.kd_gain));
-    out.insert("kd student / teacher params".into(), ratio(|r| r.param_ratio));
+    out.insert(
+        "kd student / teacher params".into(),
+        ratio(|r| r.param_ratio),
+    );
     out
 }
 
@@ -157,7 +164,8 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 fn optf(v: Option<f64>, digits: usize) -> String {
-    v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "—".into())
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "—".into())
 }
 
 impl Report {
@@ -184,19 +192,46 @@ impl Report {
         let _ = writeln!(s, "| distilling teacher | `{}` |", r.teacher);
         let _ = writeln!(s, "| exported KD student | `{}` |", r.kd_student);
         let _ = writeln!(s, "| teacher test NDCG@10 | {:.4} |", r.teacher_test_ndcg10);
-        let _ = writeln!(s, "| KD student test NDCG@10 | {:.4} |", r.kd_student_test_ndcg10);
-        let _ = writeln!(s, "| no-KD student test NDCG@10 | {:.4} |", r.student_test_ndcg10);
-        let _ = writeln!(s, "| popularity test NDCG@10 | {:.4} |", r.popularity_test_ndcg10);
-        let _ = writeln!(s, "| student params / teacher params | {:.2} % |", 100.0 * r.param_ratio);
-        let _ = writeln!(s, "| KD student NDCG / teacher NDCG | {:.1} % |", 100.0 * r.ndcg_ratio);
-        let _ = writeln!(s, "| KD gain over no-KD student (relative NDCG@10) | {:+.1} % |\n", 100.0 * r.kd_gain);
+        let _ = writeln!(
+            s,
+            "| KD student test NDCG@10 | {:.4} |",
+            r.kd_student_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| no-KD student test NDCG@10 | {:.4} |",
+            r.student_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| popularity test NDCG@10 | {:.4} |",
+            r.popularity_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| student params / teacher params | {:.2} % |",
+            100.0 * r.param_ratio
+        );
+        let _ = writeln!(
+            s,
+            "| KD student NDCG / teacher NDCG | {:.1} % |",
+            100.0 * r.ndcg_ratio
+        );
+        let _ = writeln!(
+            s,
+            "| KD gain over no-KD student (relative NDCG@10) | {:+.1} % |\n",
+            100.0 * r.kd_gain
+        );
 
         let _ = writeln!(s, "## Models (seed {})\n", self.main.seed);
         let _ = writeln!(
             s,
             "| model | role | params | valid NDCG@10 | NDCG@10 | Recall@10 | Hit@10 | MRR@10 | NDCG@20 | Recall@20 | ONNX bytes | tract µs (1) | tract µs (32) | train s | epochs (best) |"
         );
-        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(
+            s,
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
         for m in &self.main.models {
             let t = |k: &str| m.test.get(k).map(|v| format!("{v:.4}")).unwrap_or_default();
             let _ = writeln!(
@@ -260,7 +295,10 @@ impl Report {
             let _ = writeln!(s, "| {} | {:.1} |", p.name, p.seconds);
         }
         let _ = writeln!(s, "| **total** | **{:.1}** |", self.total_seconds);
-        let _ = writeln!(s, "\nValidation curves: `curves.png`. Split used: `split/{{train,valid,test}}.tsv`.");
+        let _ = writeln!(
+            s,
+            "\nValidation curves: `curves.png`. Split used: `split/{{train,valid,test}}.tsv`."
+        );
         s
     }
 }
