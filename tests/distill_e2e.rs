@@ -1,6 +1,7 @@
 //! End-to-end: the real `distill` binary on MovieLens-100K with a small epoch budget.
 //! The data file comes from `DISTILREC_ML100K` (see scripts/fetch-ml100k.sh); set
 //! `DISTILREC_SKIP_DATA=1` to skip on machines without it.
+#![cfg(feature = "train")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! The whole distillation job on a tiny synthetic dataset (runs everywhere, no download):
 //! every model and KD variant is trained, reported, exported and parity-checked.
+#![cfg(feature = "train")]
 
 use std::fmt::Write as _;
 
