@@ -1,1 +1,24 @@
-fn main() {}
+//! `distill`: the offline teacher → student distillation job. All logic is in
+//! `distilrec::train`; this only parses the configuration and sets up logging.
+
+use anyhow::Context;
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = distilrec::train::Config::parse();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Still single-threaded here, so setting the environment is sound.
+        std::env::set_var("RAYON_NUM_THREADS", config.threads.to_string());
+    }
+    let data = config.data.clone();
+    distilrec::train::run(config)
+        .with_context(|| format!("distillation on {} failed", data.display()))?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! From trained weights to served artefacts: ONNX bytes, tract latency, the parity check
+//! against the training forward, and the model bundle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+
+use super::deps::data::split::Split;
+use super::deps::data::Interactions;
+use super::deps::onnx::{ModelWeights, OnnxScorer};
+use super::report::Parity;
+use super::TrainError;
+use crate::bundle::{
+    write_bundle, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
+};
+
+/// An exported model: its ONNX encoding and a tract plan of it.
+pub struct Exported {
+    pub name: String,
+    pub weights: ModelWeights,
+    pub onnx: Vec<u8>,
+    pub scorer: OnnxScorer,
+}
+
+impl Exported {
+    pub fn new(name: &str, weights: ModelWeights) -> Result<Self, TrainError> {
+        let onnx = weights.to_onnx();
+        let scorer = load_scorer(name, &weights, &onnx)?;
+        Ok(Exported {
+            name: name.to_string(),
+            weights,
+            onnx,
+            scorer,
+        })
+    }
+
+    /// Scores `[histories.len(), n_rows]` from tract, batched.
+    pub fn score(&self, histories: &[Vec<u32>]) -> Result<Vec<f32>, TrainError> {
+        let rows: Vec<Vec<u32>> = histories.iter().map(|h| to_rows(h)).collect();
+        let mut out = Vec::with_capacity(histories.len() * self.weights.n_rows());
+        for chunk in rows.chunks(64) {
+            let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            out.extend(
+                self.scorer
+                    .score_batch(&refs)
+                    .map_err(|e| self.runtime(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn runtime(&self, e: impl std::fmt::Display) -> TrainError {
+        TrainError::Runtime {
+            model: self.name.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Median µs of a single-history call and of a 32-history call, over `iters` calls each,
+    /// with real users' training histories (cycled).
+    pub fn latency(&self, histories: &[Vec<u32>], iters: usize) -> Result<(f64, f64), TrainError> {
+        let rows: Vec<Vec<u32>> = histories
+            .iter()
+            .filter(|h| !h.is_empty())
+            .map(|h| to_rows(h))
+            .collect();
+        let mut single = Vec::with_capacity(iters);
+        let mut batch = Vec::with_capacity(iters);
+        // One untimed call per shape: tract sizes its scratch buffers on first use.
+        self.scorer
+            .score_batch(&[&rows[0]])
+            .map_err(|e| self.runtime(e))?;
+        for i in 0..iters {
+            let h: &[u32] = &rows[i % rows.len()];
+            let t = Instant::now();
+            std::hint::black_box(self.scorer.score_batch(&[h]).map_err(|e| self.runtime(e))?);
+            single.push(t.elapsed().as_secs_f64() * 1e6);
+            let refs: Vec<&[u32]> = (0..32)
+                .map(|k| rows[(i * 32 + k) % rows.len()].as_slice())
+                .collect();
+            let t = Instant::now();
+            std::hint::black_box(
+                self.scorer
+                    .score_batch(&refs)
+                    .map_err(|e| self.runtime(e))?,
+            );
+            batch.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok((median(&mut single), median(&mut batch)))
+    }
+
+    /// Compares tract's scores with the training forward (`reference`: `[n_users, n_items]`,
+    /// item-index columns) for a seeded sample of users; fails above `tolerance`.
+    pub fn check_parity(
+        &self,
+        histories: &[Vec<u32>],
+        reference: &[f32],
+        n_users: usize,
+        tolerance: f64,
+        seed: u64,
+    ) -> Result<Parity, TrainError> {
+        let n_items = self.weights.n_rows() - 1;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let users: Vec<usize> =
+            sample(&mut rng, histories.len(), n_users.min(histories.len())).into_vec();
+        let sampled: Vec<Vec<u32>> = users.iter().map(|&u| histories[u].clone()).collect();
+        let onnx = self.score(&sampled)?;
+        let mut max_abs_diff = 0f64;
+        for (k, &u) in users.iter().enumerate() {
+            let got = &onnx[k * (n_items + 1) + 1..(k + 1) * (n_items + 1)];
+            let want = &reference[u * n_items..(u + 1) * n_items];
+            for (a, b) in got.iter().zip(want) {
+                max_abs_diff = max_abs_diff.max((a - b).abs() as f64);
+            }
+        }
+        let parity = Parity {
+            model: self.name.clone(),
+            users: users.len(),
+            max_abs_diff,
+            tolerance,
+        };
+        if max_abs_diff.is_nan() || max_abs_diff > tolerance {
+            return Err(TrainError::Parity {
+                model: self.name.clone(),
+                max_abs_diff,
+                tolerance,
+            });
+        }
+        Ok(parity)
+    }
+}
+
+fn load_scorer(name: &str, weights: &ModelWeights, onnx: &[u8]) -> Result<OnnxScorer, TrainError> {
+    OnnxScorer::load(onnx, weights.n_rows()).map_err(|e| TrainError::Runtime {
+        model: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Item indices → vocabulary rows.
+pub fn to_rows(items: &[u32]) -> Vec<u32> {
+    items.iter().map(|i| i + 1).collect()
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// What the manifest records besides the model itself.
+pub struct BundleMeta<'a> {
+    pub data: &'a Interactions,
+    pub split: &'a Split,
+    pub split_protocol: &'a str,
+    pub max_history: usize,
+    pub test_metrics: BTreeMap<String, f64>,
+    pub distillation: Option<serde_json::Value>,
+}
+
+pub fn write(
+    repo: &std::path::Path,
+    name: &str,
+    role: Role,
+    model: &Exported,
+    meta: &BundleMeta<'_>,
+) -> Result<PathBuf, TrainError> {
+    let data = meta.data;
+    let mut manifest = Manifest::new(
+        name,
+        role,
+        model.weights.n_rows(),
+        model.weights.architecture(),
+    );
+    manifest.parameters = model.weights.parameter_count();
+    manifest.dataset = Some(DatasetInfo {
+        name: data.name.clone(),
+        sha256: data.sha256.clone(),
+        n_users: data.n_users(),
+        n_items: data.n_items(),
+        n_interactions: data.records.len(),
+    });
+    manifest.split = Some(SplitInfo {
+        protocol: meta.split_protocol.to_string(),
+        seed: meta.split.seed,
+        ratios: meta.split.ratios,
+    });
+    manifest.distillation = meta.distillation.clone();
+    manifest.metrics = meta.test_metrics.clone();
+    let items = ItemVocab::new(
+        data.item_ids
+            .iter()
+            .cloned()
+            .zip(data.item_titles.iter().cloned())
+            .collect(),
+    );
+    // Training histories are in timestamp order, so the tail is the most recent.
+    let users: HashMap<String, Vec<u32>> = meta
+        .split
+        .train
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(u, h)| {
+            let tail = &h[h.len().saturating_sub(meta.max_history)..];
+            (data.user_ids[u].clone(), to_rows(tail))
+        })
+        .collect();
+    let users = UserHistories::new(users);
+    Ok(write_bundle(
+        repo,
+        manifest,
+        &model.onnx,
+        &items,
+        Some(&users),
+    )?)
+}

@@ -1,0 +1,742 @@
+//! The job, phase by phase: data → split → popularity, EASE and MLP teachers → student without
+//! KD → KD students → latency, parity and export → extra seeds → report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::deps::data::split::{random_split, Split};
+use super::deps::data::{read_interactions, Interactions};
+use super::deps::eval::popularity_scores;
+use super::deps::onnx::{Activation, MeanMlpWeights, ModelWeights};
+use super::export::{self, BundleMeta, Exported};
+use super::fit::{evaluate_both, fit, projection, TrainOpts};
+use super::kd::{self, HiddenKd, KdVariant, Objective};
+use super::model::{MeanMlp, MlpSpec};
+use super::report::{self, DatasetSummary, ModelResult, Phase, Ratios, Report, SeedResult};
+use super::{ease, plot, Config, TeacherChoice, TrainError};
+use crate::bundle::Role;
+
+const RATIOS: [f64; 3] = [0.8, 0.1, 0.1];
+const SPLIT_PROTOCOL: &str = "RecBole default: every interaction positive, per-user random 8:1:1, \
+    full ranking excluding train (valid) / train+valid (test) items";
+
+/// A trained model of one seed: its report row, exportable weights and its training-framework
+/// scores `[n_users, n_items]` from the training histories (the parity reference).
+struct Trained {
+    result: ModelResult,
+    weights: ModelWeights,
+    scores: Vec<f32>,
+}
+
+struct SeedRun {
+    split: Split,
+    models: Vec<Trained>,
+    ratios: Ratios,
+    seconds: f64,
+}
+
+#[derive(Default)]
+struct Phases(Vec<Phase>);
+
+impl Phases {
+    fn time<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
+        let t = Instant::now();
+        let out = f()?;
+        let seconds = t.elapsed().as_secs_f64();
+        tracing::info!(
+            phase = name,
+            seconds = format!("{seconds:.1}"),
+            "phase done"
+        );
+        self.0.push(Phase {
+            name: name.to_string(),
+            seconds,
+        });
+        Ok(out)
+    }
+}
+
+fn apply_preset(config: &mut Config) {
+    if config.quick {
+        config.max_epochs = config.max_epochs.min(30);
+        config.patience = config.patience.min(8);
+        config.ease_lambdas = vec![400.0];
+        config.latency_iters = config.latency_iters.min(50);
+    }
+}
+
+fn validate(config: &Config) -> Result<(), TrainError> {
+    let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+    if config.kd.is_empty() {
+        return bad("--kd needs at least one variant");
+    }
+    if config.ease_lambdas.is_empty() || config.ease_lambdas.iter().any(|l| *l <= 0.0) {
+        return bad("--ease-lambdas must be positive values");
+    }
+    if !(0.0..1.0).contains(&config.input_dropout) {
+        return bad("--input-dropout must be in [0, 1)");
+    }
+    if config.temperature <= 0.0 || config.rank_decay <= 0.0 {
+        return bad("--temperature and --rank-decay must be positive");
+    }
+    if config.batch_size == 0 || config.max_epochs == 0 || config.patience == 0 {
+        return bad("--batch-size, --max-epochs and --patience must be at least 1");
+    }
+    if config.teacher_dim == 0 || config.student_dim == 0 {
+        return bad("embedding widths must be at least 1");
+    }
+    if config.teacher_hidden.contains(&0) || config.student_hidden.contains(&0) {
+        return bad("hidden layer widths must be at least 1");
+    }
+    if config.latency_iters == 0 || config.parity_users == 0 {
+        return bad("--latency-iters and --parity-users must be at least 1");
+    }
+    Ok(())
+}
+
+fn specs(config: &Config) -> (MlpSpec, MlpSpec) {
+    let activation: Activation = config.activation.into();
+    (
+        MlpSpec {
+            dim: config.teacher_dim,
+            hidden: config.teacher_hidden.clone(),
+            activation,
+        },
+        MlpSpec {
+            dim: config.student_dim,
+            hidden: config.student_hidden.clone(),
+            activation,
+        },
+    )
+}
+
+/// Runs the whole job; see the module docs of [`crate::train`].
+pub fn run(mut config: Config) -> Result<Report, TrainError> {
+    let started = Instant::now();
+    apply_preset(&mut config);
+    validate(&config)?;
+    let mut phases = Phases::default();
+    let data = phases.time("read data", || {
+        Ok(read_interactions(
+            &config.data,
+            config.format,
+            config.min_rating,
+        )?)
+    })?;
+    let name = config.name.clone().unwrap_or_else(|| data.name.clone());
+    let teacher_name = format!("{name}-teacher");
+    if !crate::bundle::valid_model_name(&name) || !crate::bundle::valid_model_name(&teacher_name) {
+        return Err(TrainError::Config(format!(
+            "`{name}` is not a valid model name (use --name with letters, digits, '-', '_', '.')"
+        )));
+    }
+    let run_dir = config.run_dir.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from("runs").join(format!("{name}-{now}"))
+    });
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    tracing::info!(
+        dataset = %data.name, users = data.n_users(), items = data.n_items(),
+        interactions = data.records.len(), run_dir = %run_dir.display(), "starting"
+    );
+
+    let main = run_seed(&config, &data, config.seed, &config.kd, &mut phases, "")?;
+    let split_dir = run_dir.join("split");
+    main.split
+        .write_tsv(&split_dir, &data)
+        .map_err(|e| TrainError::io(&split_dir, e))?;
+
+    let main_result = phases.time("latency and parity (tract)", || measure(&config, &main))?;
+    let (mut main_result, parity, exported) = main_result;
+    write_parity_sample(
+        &run_dir.join("parity-sample.json"),
+        &main,
+        &data,
+        config.seed,
+    )?;
+    let mut bundles = BTreeMap::new();
+    if !config.no_export {
+        phases.time("export bundles", || {
+            let meta = |m: &ModelResult, distillation| BundleMeta {
+                data: &data,
+                split: &main.split,
+                split_protocol: SPLIT_PROTOCOL,
+                max_history: config.max_history,
+                test_metrics: m.test.clone(),
+                distillation,
+            };
+            let student = find(&main_result.models, &main.ratios.kd_student);
+            let teacher = find(&main_result.models, &main.ratios.teacher);
+            let s = export::write(
+                &config.models,
+                &name,
+                Role::Student,
+                &exported[&main.ratios.kd_student],
+                &meta(student, Some(student.settings.clone())),
+            )?;
+            let t = export::write(
+                &config.models,
+                &teacher_name,
+                Role::Teacher,
+                &exported[&main.ratios.teacher],
+                &meta(teacher, None),
+            )?;
+            tracing::info!(student = %s.display(), teacher = %t.display(), "bundles written");
+            bundles.insert("student".to_string(), s);
+            bundles.insert("teacher".to_string(), t);
+            Ok(())
+        })?;
+    }
+    drop(exported);
+
+    let mut extra = Vec::new();
+    if !config.extra_seeds.is_empty() {
+        // Extra seeds repeat the comparison, with the KD variant chosen on the main seed only.
+        let best = main
+            .ratios
+            .kd_student
+            .trim_start_matches("student-kd-")
+            .to_string();
+        let variant: Vec<KdVariant> = config
+            .kd
+            .iter()
+            .copied()
+            .filter(|v| v.name() == best)
+            .collect();
+        for &seed in &config.extra_seeds {
+            let run = run_seed(
+                &config,
+                &data,
+                seed,
+                &variant,
+                &mut phases,
+                &format!("seed {seed}: "),
+            )?;
+            extra.push(seed_result(seed, &run));
+        }
+    }
+    main_result.seconds = main.seconds;
+
+    let over_seeds = report::summarise(&main_result, &extra);
+    let series: Vec<(String, Vec<f64>)> = main_result
+        .models
+        .iter()
+        .filter(|m| !m.curve.is_empty())
+        .map(|m| (m.name.clone(), m.curve.clone()))
+        .collect();
+    let mut report = Report {
+        dataset: DatasetSummary {
+            name: data.name.clone(),
+            path: data.path.clone(),
+            sha256: data.sha256.clone(),
+            n_users: data.n_users(),
+            n_items: data.n_items(),
+            n_interactions: data.records.len(),
+        },
+        config: config.clone(),
+        split_protocol: SPLIT_PROTOCOL.to_string(),
+        main: main_result,
+        parity,
+        bundles,
+        extra,
+        over_seeds,
+        phases: Vec::new(),
+        total_seconds: 0.0,
+    };
+    phases.time("report", || {
+        plot::curves(&run_dir.join("curves.png"), &series)?;
+        Ok(())
+    })?;
+    report.phases = phases.0;
+    report.total_seconds = started.elapsed().as_secs_f64();
+    write_file(&run_dir.join("report.md"), report.to_markdown().as_bytes())?;
+    let json = serde_json::to_vec_pretty(&report).expect("report always serializes");
+    write_file(&run_dir.join("report.json"), &json)?;
+    tracing::info!(
+        seconds = format!("{:.1}", report.total_seconds),
+        report = %run_dir.join("report.md").display(),
+        "done"
+    );
+    Ok(report)
+}
+
+/// A few users' training-framework scores of the exported student, so tests and people can
+/// check the bundle on disk against them with any ONNX runtime.
+fn write_parity_sample(
+    path: &Path,
+    run: &SeedRun,
+    data: &Interactions,
+    seed: u64,
+) -> Result<(), TrainError> {
+    let student = run
+        .models
+        .iter()
+        .find(|m| m.result.name == run.ratios.kd_student)
+        .expect("the KD student was trained");
+    let n_items = data.n_items();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let candidates: Vec<usize> = (0..run.split.n_users())
+        .filter(|&u| !run.split.train[u].is_empty())
+        .collect();
+    let picked = rand::seq::index::sample(&mut rng, candidates.len(), candidates.len().min(8));
+    let users: Vec<serde_json::Value> = picked
+        .iter()
+        .map(|k| {
+            let u = candidates[k];
+            let mut scores = vec![0f32];
+            scores.extend_from_slice(&student.scores[u * n_items..(u + 1) * n_items]);
+            serde_json::json!({
+                "user_id": data.user_ids[u],
+                "history_rows": export::to_rows(&run.split.train[u]),
+                "scores": scores,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "model": "student",
+        "name": student.result.name,
+        "note": "scores[0] is the padding row and is not compared",
+        "users": users,
+    });
+    write_file(
+        path,
+        &serde_json::to_vec(&doc).expect("json always serializes"),
+    )
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    std::fs::write(path, bytes).map_err(|e| TrainError::io(path, e))
+}
+
+fn find<'a>(models: &'a [ModelResult], name: &str) -> &'a ModelResult {
+    models
+        .iter()
+        .find(|m| m.name == name)
+        .expect("ratios only name models of the same seed")
+}
+
+fn seed_result(seed: u64, run: &SeedRun) -> SeedResult {
+    SeedResult {
+        seed,
+        ratios: run.ratios.clone(),
+        models: run.models.iter().map(|t| t.result.clone()).collect(),
+        seconds: run.seconds,
+    }
+}
+
+/// Exports every model of the main seed to ONNX, loads it in tract, checks its scores against
+/// the training forward and times it.
+#[allow(clippy::type_complexity)]
+fn measure(
+    config: &Config,
+    run: &SeedRun,
+) -> Result<(SeedResult, Vec<report::Parity>, BTreeMap<String, Exported>), TrainError> {
+    let mut result = seed_result(run.split.seed, run);
+    let mut parity = Vec::new();
+    let mut exported = BTreeMap::new();
+    for (t, row) in run.models.iter().zip(result.models.iter_mut()) {
+        let e = Exported::new(&t.result.name, t.weights.clone())?;
+        parity.push(e.check_parity(
+            &run.split.train,
+            &t.scores,
+            config.parity_users,
+            config.parity_tolerance,
+            config.seed,
+        )?);
+        let (single, batch) = e.latency(&run.split.train, config.latency_iters)?;
+        row.onnx_bytes = Some(e.onnx.len() as u64);
+        row.latency_single_us = Some(single);
+        row.latency_batch32_us = Some(batch);
+        exported.insert(t.result.name.clone(), e);
+    }
+    Ok((result, parity, exported))
+}
+
+fn opts(config: &Config) -> TrainOpts {
+    TrainOpts {
+        max_epochs: config.max_epochs,
+        patience: config.patience,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        weight_decay: config.weight_decay,
+        input_dropout: config.input_dropout,
+    }
+}
+
+fn row(
+    name: &str,
+    role: &str,
+    weights: &ModelWeights,
+    scores: &[f32],
+    split: &Split,
+    seconds: f64,
+    settings: serde_json::Value,
+) -> ModelResult {
+    let n_items = weights.n_rows() - 1;
+    let (valid, test) = evaluate_both(scores, n_items, split);
+    let arch = weights.architecture();
+    ModelResult {
+        name: name.to_string(),
+        role: role.to_string(),
+        kind: arch.kind.clone(),
+        description: arch.description,
+        parameters: weights.parameter_count(),
+        valid: valid.0,
+        test: test.0,
+        train_seconds: seconds,
+        epochs: None,
+        best_epoch: None,
+        curve: Vec::new(),
+        onnx_bytes: None,
+        latency_single_us: None,
+        latency_batch32_us: None,
+        settings,
+    }
+}
+
+fn run_seed(
+    config: &Config,
+    data: &Interactions,
+    seed: u64,
+    variants: &[KdVariant],
+    phases: &mut Phases,
+    prefix: &str,
+) -> Result<SeedRun, TrainError> {
+    let started = Instant::now();
+    let n_items = data.n_items();
+    let (teacher_spec, student_spec) = specs(config);
+    let opts = opts(config);
+    let split = phases.time(&format!("{prefix}split"), || {
+        Ok(random_split(data, RATIOS, seed))
+    })?;
+    let mut models = Vec::new();
+
+    models.push(phases.time(&format!("{prefix}popularity"), || {
+        let t = Instant::now();
+        let pop = popularity_scores(&split, n_items);
+        let scores: Vec<f32> = (0..split.n_users())
+            .flat_map(|_| pop.iter().copied())
+            .collect();
+        let weights = popularity_weights(&pop);
+        let r = row(
+            "popularity",
+            "baseline",
+            &weights,
+            &scores,
+            &split,
+            t.elapsed().as_secs_f64(),
+            serde_json::json!({
+                "scores": "training interaction counts (a bias-only mean_mlp)"
+            }),
+        );
+        Ok(Trained {
+            result: r,
+            weights,
+            scores,
+        })
+    })?);
+
+    models.push(phases.time(&format!("{prefix}teacher: EASE (λ grid)"), || {
+        let t = Instant::now();
+        let g = ease::gram(&split.train, n_items);
+        let mut grid = Vec::new();
+        let mut best: Option<(f64, f64, Vec<f32>, Vec<f32>)> = None;
+        for &lambda in &config.ease_lambdas {
+            let b = ease::fit(&g, lambda)?;
+            let scores = ease::score(&b, n_items, &split.train);
+            let (valid, _) = evaluate_both(&scores, n_items, &split);
+            let v = valid.ndcg10();
+            tracing::info!(lambda, valid_ndcg10 = format!("{v:.4}"), "EASE");
+            grid.push(serde_json::json!({"lambda": lambda, "valid_ndcg@10": v}));
+            if best.as_ref().is_none_or(|b| v > b.0) {
+                best = Some((v, lambda, b, scores));
+            }
+        }
+        let (_, lambda, b, scores) = best.expect("at least one λ (validated)");
+        let weights = ease::to_weights(&b, n_items);
+        let r = row(
+            "teacher-ease",
+            "teacher",
+            &weights,
+            &scores,
+            &split,
+            t.elapsed().as_secs_f64(),
+            serde_json::json!({"lambda": lambda, "grid": grid}),
+        );
+        Ok(Trained {
+            result: r,
+            weights,
+            scores,
+        })
+    })?);
+
+    let mut teacher_reps = Vec::new();
+    models.push(phases.time(&format!("{prefix}teacher: MLP"), || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let m = MeanMlp::new(n_items, teacher_spec.clone(), &mut rng)?;
+        let f = fit(
+            &m,
+            &split,
+            &Objective::plain(),
+            &opts,
+            seed,
+            &format!("{prefix}teacher-mlp"),
+        )?;
+        let (scores, reps) = m.score_histories(&split.train)?;
+        teacher_reps = reps;
+        trained_mlp(
+            "teacher-mlp",
+            "teacher",
+            &m,
+            scores,
+            &split,
+            f,
+            serde_json::json!({
+                "spec": teacher_spec, "training": opts,
+            }),
+        )
+    })?);
+
+    let teacher = match config.teacher {
+        TeacherChoice::Ease => "teacher-ease",
+        TeacherChoice::Mlp => "teacher-mlp",
+        TeacherChoice::Auto => {
+            if models[1].result.valid_ndcg() >= models[2].result.valid_ndcg() {
+                "teacher-ease"
+            } else {
+                "teacher-mlp"
+            }
+        }
+    };
+    let teacher_idx = models
+        .iter()
+        .position(|m| m.result.name == teacher)
+        .expect("teacher trained");
+    let teacher_params = models[teacher_idx].result.parameters;
+    let student_params = student_spec.parameter_count(n_items);
+    let ratio = student_params as f64 / teacher_params as f64;
+    if ratio > config.max_param_ratio {
+        return Err(TrainError::Config(format!(
+            "student has {student_params} parameters, {:.1} % of {teacher} ({teacher_params}); \
+             --max-param-ratio allows {:.1} % — shrink --student-dim/--student-hidden",
+            100.0 * ratio,
+            100.0 * config.max_param_ratio
+        )));
+    }
+    tracing::info!(
+        teacher,
+        student_params,
+        teacher_params,
+        ratio = format!("{ratio:.4}"),
+        "distilling"
+    );
+
+    let student_seed = seed.wrapping_add(1);
+    models.push(phases.time(&format!("{prefix}student (no KD)"), || {
+        let m = MeanMlp::new(
+            n_items,
+            student_spec.clone(),
+            &mut StdRng::seed_from_u64(student_seed),
+        )?;
+        let f = fit(
+            &m,
+            &split,
+            &Objective::plain(),
+            &opts,
+            student_seed,
+            &format!("{prefix}student"),
+        )?;
+        let (scores, _) = m.score_histories(&split.train)?;
+        trained_mlp(
+            "student",
+            "student",
+            &m,
+            scores,
+            &split,
+            f,
+            serde_json::json!({
+                "spec": student_spec, "training": opts, "kd": null,
+            }),
+        )
+    })?);
+
+    // The teacher is fixed: its softened distributions and top-K lists are computed once.
+    let teacher_scores = models[teacher_idx].scores.clone();
+    let need = |f: fn(KdVariant) -> bool| variants.iter().any(|&v| f(v));
+    let logit_t = if need(KdVariant::uses_logit) {
+        Some(kd::logit_targets(
+            &teacher_scores,
+            n_items,
+            config.temperature,
+            config.lambda_kd,
+        )?)
+    } else {
+        None
+    };
+    let rank_t = if need(KdVariant::uses_rank) {
+        Some(kd::rank_targets(
+            &teacher_scores,
+            n_items,
+            &split.train,
+            config.rank_k,
+            config.rank_decay,
+            config.lambda_rank,
+        )?)
+    } else {
+        None
+    };
+    let hidden_t = if need(KdVariant::uses_hidden) {
+        let d = teacher_spec.last_dim();
+        Some(candle_core::Tensor::from_vec(
+            teacher_reps.clone(),
+            (split.n_users(), d),
+            &candle_core::Device::Cpu,
+        )?)
+    } else {
+        None
+    };
+
+    let mut kd_rows = Vec::new();
+    for &variant in variants {
+        let label = format!("student-kd-{}", variant.name());
+        let trained = phases.time(&format!("{prefix}student KD: {}", variant.name()), || {
+            let mut rng = StdRng::seed_from_u64(student_seed);
+            let m = MeanMlp::new(n_items, student_spec.clone(), &mut rng)?;
+            let objective = Objective {
+                lambda_ce: config.lambda_ce,
+                logit: if variant.uses_logit() { logit_t.as_ref().map(|k| kd::LogitKd {
+                    teacher_probs: k.teacher_probs.clone(),
+                    neg_entropy: k.neg_entropy.clone(),
+                    temperature: k.temperature,
+                    lambda: k.lambda,
+                }) } else { None },
+                rank: if variant.uses_rank() { rank_t.as_ref().map(|r| kd::RankKd { targets: r.targets.clone(), lambda: r.lambda }) } else { None },
+                hidden: match (&hidden_t, variant.uses_hidden()) {
+                    (Some(t), true) => Some(HiddenKd {
+                        targets: t.clone(),
+                        projection: projection(&mut rng, student_spec.last_dim(), teacher_spec.last_dim())?,
+                        lambda: config.lambda_hidden,
+                    }),
+                    _ => None,
+                },
+            };
+            let f = fit(&m, &split, &objective, &opts, student_seed, &format!("{prefix}{label}"))?;
+            let (scores, _) = m.score_histories(&split.train)?;
+            let settings = serde_json::json!({
+                "spec": student_spec, "training": opts,
+                "kd": {
+                    "variant": variant,
+                    "teacher": teacher,
+                    "hidden_teacher": if variant.uses_hidden() { Some("teacher-mlp") } else { None },
+                    "lambda_ce": config.lambda_ce,
+                    "lambda_kd": if variant.uses_logit() { Some(config.lambda_kd) } else { None },
+                    "temperature": if variant.uses_logit() { Some(config.temperature) } else { None },
+                    "teacher_scores": "standardised per user",
+                    "rank_k": if variant.uses_rank() { Some(config.rank_k) } else { None },
+                    "rank_decay": if variant.uses_rank() { Some(config.rank_decay) } else { None },
+                    "lambda_rank": if variant.uses_rank() { Some(config.lambda_rank) } else { None },
+                    "lambda_hidden": if variant.uses_hidden() { Some(config.lambda_hidden) } else { None },
+                }
+            });
+            trained_mlp(&label, "student", &m, scores, &split, f, settings)
+        })?;
+        kd_rows.push(models.len());
+        models.push(trained);
+    }
+
+    let best_kd = kd_rows
+        .iter()
+        .copied()
+        .max_by(|&a, &b| {
+            models[a]
+                .result
+                .valid_ndcg()
+                .total_cmp(&models[b].result.valid_ndcg())
+        })
+        .expect("at least one KD variant (validated)");
+    let find = |n: &str| {
+        models
+            .iter()
+            .find(|m| m.result.name == n)
+            .expect("model trained")
+    };
+    let (t, s, k, p) = (
+        &models[teacher_idx].result,
+        &find("student").result,
+        &models[best_kd].result,
+        &find("popularity").result,
+    );
+    let ratios = Ratios {
+        teacher: t.name.clone(),
+        kd_student: k.name.clone(),
+        teacher_test_ndcg10: t.test_ndcg(),
+        student_test_ndcg10: s.test_ndcg(),
+        kd_student_test_ndcg10: k.test_ndcg(),
+        popularity_test_ndcg10: p.test_ndcg(),
+        param_ratio: k.parameters as f64 / t.parameters as f64,
+        ndcg_ratio: k.test_ndcg() / t.test_ndcg(),
+        kd_gain: k.test_ndcg() / s.test_ndcg() - 1.0,
+    };
+    tracing::info!(
+        seed,
+        teacher = %ratios.teacher, teacher_ndcg = format!("{:.4}", ratios.teacher_test_ndcg10),
+        student_ndcg = format!("{:.4}", ratios.student_test_ndcg10),
+        kd = %ratios.kd_student, kd_ndcg = format!("{:.4}", ratios.kd_student_test_ndcg10),
+        "seed done"
+    );
+    Ok(SeedRun {
+        split,
+        models,
+        ratios,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn trained_mlp(
+    name: &str,
+    role: &str,
+    m: &MeanMlp,
+    scores: Vec<f32>,
+    split: &Split,
+    f: super::fit::FitResult,
+    settings: serde_json::Value,
+) -> Result<Trained, TrainError> {
+    let weights = m.to_weights()?;
+    let mut r = row(name, role, &weights, &scores, split, f.seconds, settings);
+    r.epochs = Some(f.epochs);
+    r.best_epoch = Some(f.best_epoch);
+    r.curve = f.curve;
+    Ok(Trained {
+        result: r,
+        weights,
+        scores,
+    })
+}
+
+/// Popularity as a `mean_mlp` with a zero user vector: scores are the item bias, so the
+/// baseline runs through the same ONNX contract and latency measurement as the rest.
+fn popularity_weights(pop: &[f32]) -> ModelWeights {
+    let n_rows = pop.len() + 1;
+    let mut item_bias = vec![0f32];
+    item_bias.extend_from_slice(pop);
+    ModelWeights::MeanMlp(MeanMlpWeights {
+        n_rows,
+        dim: 1,
+        embedding: vec![0f32; n_rows],
+        layers: Vec::new(),
+        activation: Activation::Relu,
+        item_matrix_t: vec![0f32; n_rows],
+        item_bias,
+    })
+}

@@ -1,0 +1,317 @@
+//! `report.json` and `report.md`: every model's metrics, size, latency and training time side by
+//! side, the ratios the acceptance criteria are stated in, and the multi-seed summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Config;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    /// `popularity`, `teacher-ease`, `teacher-mlp`, `student`, `student-kd-<variant>`.
+    pub name: String,
+    pub role: String,
+    pub kind: String,
+    pub description: String,
+    pub parameters: u64,
+    pub valid: BTreeMap<String, f64>,
+    pub test: BTreeMap<String, f64>,
+    pub train_seconds: f64,
+    pub epochs: Option<usize>,
+    pub best_epoch: Option<usize>,
+    /// Validation NDCG@10 per epoch (iterative models only).
+    pub curve: Vec<f64>,
+    pub onnx_bytes: Option<u64>,
+    /// Median µs of one tract call with one user's history.
+    pub latency_single_us: Option<f64>,
+    /// Median µs of one tract call with 32 users' histories.
+    pub latency_batch32_us: Option<f64>,
+    pub settings: serde_json::Value,
+}
+
+impl ModelResult {
+    pub fn valid_ndcg(&self) -> f64 {
+        self.valid.get("ndcg@10").copied().unwrap_or(0.0)
+    }
+    pub fn test_ndcg(&self) -> f64 {
+        self.test.get("ndcg@10").copied().unwrap_or(0.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Parity {
+    pub model: String,
+    pub users: usize,
+    pub max_abs_diff: f64,
+    pub tolerance: f64,
+}
+
+/// The figures the acceptance criteria are stated in, for one seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratios {
+    /// The teacher the students distil from (logits/ranks).
+    pub teacher: String,
+    /// The KD student chosen on validation (the exported one).
+    pub kd_student: String,
+    pub teacher_test_ndcg10: f64,
+    pub student_test_ndcg10: f64,
+    pub kd_student_test_ndcg10: f64,
+    pub popularity_test_ndcg10: f64,
+    /// KD-student parameters / teacher parameters.
+    pub param_ratio: f64,
+    /// KD-student test NDCG@10 / teacher test NDCG@10.
+    pub ndcg_ratio: f64,
+    /// KD-student test NDCG@10 / no-KD student test NDCG@10 − 1.
+    pub kd_gain: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub ratios: Ratios,
+    pub models: Vec<ModelResult>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub n_users: usize,
+    pub n_items: usize,
+    pub n_interactions: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeanStd {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl MeanStd {
+    pub fn of(xs: &[f64]) -> Self {
+        let n = xs.len();
+        let mean = xs.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n > 1 {
+            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        MeanStd {
+            mean,
+            std: var.sqrt(),
+            n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dataset: DatasetSummary,
+    pub config: Config,
+    pub split_protocol: String,
+    /// Main seed: every model, with curves and latency.
+    pub main: SeedResult,
+    pub parity: Vec<Parity>,
+    pub bundles: BTreeMap<String, PathBuf>,
+    /// Extra seeds (evaluation only).
+    pub extra: Vec<SeedResult>,
+    /// Test NDCG@10 per model and the ratios over all seeds.
+    pub over_seeds: BTreeMap<String, MeanStd>,
+    pub phases: Vec<Phase>,
+    pub total_seconds: f64,
+}
+
+/// Mean ± std of test NDCG@10 per model name and of the ratios, over main + extra seeds.
+pub fn summarise(main: &SeedResult, extra: &[SeedResult]) -> BTreeMap<String, MeanStd> {
+    let all: Vec<&SeedResult> = std::iter::once(main).chain(extra).collect();
+    let mut out = BTreeMap::new();
+    for m in &main.models {
+        let xs: Vec<f64> = all
+            .iter()
+            .filter_map(|s| s.models.iter().find(|x| x.name == m.name))
+            .map(ModelResult::test_ndcg)
+            .collect();
+        out.insert(format!("{} ndcg@10", m.name), MeanStd::of(&xs));
+    }
+    let ratio =
+        |f: fn(&Ratios) -> f64| MeanStd::of(&all.iter().map(|s| f(&s.ratios)).collect::<Vec<_>>());
+    out.insert(
+        "kd student / teacher ndcg@10".into(),
+        ratio(|r| r.ndcg_ratio),
+    );
+    out.insert("kd gain over no-kd student".into(), ratio(|r| r.kd_gain));
+    out.insert(
+        "kd student / teacher params".into(),
+        ratio(|r| r.param_ratio),
+    );
+    out
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "—".into())
+}
+
+fn optf(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "—".into())
+}
+
+impl Report {
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let d = &self.dataset;
+        let r = &self.main.ratios;
+        let _ = writeln!(s, "# Distillation report: {}\n", d.name);
+        let _ = writeln!(
+            s,
+            "Dataset `{}` ({} users, {} items, {} interactions, sha256 `{}`). Protocol: {}, seed {}. \
+             Metrics on the test split unless marked; validation NDCG@10 selects epochs, EASE λ, \
+             the teacher and the exported KD variant.\n",
+            d.path.display(),
+            d.n_users,
+            d.n_items,
+            d.n_interactions,
+            &d.sha256[..d.sha256.len().min(16)],
+            self.split_protocol,
+            self.main.seed
+        );
+        let _ = writeln!(s, "## Headline (seed {})\n", self.main.seed);
+        let _ = writeln!(s, "| | value |\n|---|---|");
+        let _ = writeln!(s, "| distilling teacher | `{}` |", r.teacher);
+        let _ = writeln!(s, "| exported KD student | `{}` |", r.kd_student);
+        let _ = writeln!(s, "| teacher test NDCG@10 | {:.4} |", r.teacher_test_ndcg10);
+        let _ = writeln!(
+            s,
+            "| KD student test NDCG@10 | {:.4} |",
+            r.kd_student_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| no-KD student test NDCG@10 | {:.4} |",
+            r.student_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| popularity test NDCG@10 | {:.4} |",
+            r.popularity_test_ndcg10
+        );
+        let _ = writeln!(
+            s,
+            "| student params / teacher params | {:.2} % |",
+            100.0 * r.param_ratio
+        );
+        let _ = writeln!(
+            s,
+            "| KD student NDCG / teacher NDCG | {:.1} % |",
+            100.0 * r.ndcg_ratio
+        );
+        let _ = writeln!(
+            s,
+            "| KD gain over no-KD student (relative NDCG@10) | {:+.1} % |\n",
+            100.0 * r.kd_gain
+        );
+
+        let _ = writeln!(s, "## Models (seed {})\n", self.main.seed);
+        let _ = writeln!(
+            s,
+            "| model | role | params | valid NDCG@10 | NDCG@10 | Recall@10 | Hit@10 | MRR@10 | NDCG@20 | Recall@20 | ONNX bytes | tract µs (1) | tract µs (32) | train s | epochs (best) |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
+        for m in &self.main.models {
+            let t = |k: &str| m.test.get(k).map(|v| format!("{v:.4}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                m.name,
+                m.role,
+                m.parameters,
+                m.valid_ndcg(),
+                t("ndcg@10"),
+                t("recall@10"),
+                t("hit@10"),
+                t("mrr@10"),
+                t("ndcg@20"),
+                t("recall@20"),
+                opt(m.onnx_bytes),
+                optf(m.latency_single_us, 0),
+                optf(m.latency_batch32_us, 0),
+                m.train_seconds,
+                match (m.epochs, m.best_epoch) {
+                    (Some(e), Some(b)) => format!("{e} ({b})"),
+                    _ => "—".into(),
+                }
+            );
+        }
+        let _ = writeln!(s, "\nModel settings:\n");
+        for m in &self.main.models {
+            let _ = writeln!(s, "- `{}`: {} — `{}`", m.name, m.description, m.settings);
+        }
+
+        if !self.extra.is_empty() {
+            let seeds: Vec<String> = std::iter::once(&self.main)
+                .chain(&self.extra)
+                .map(|x| x.seed.to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n## Over seeds {} (mean ± sample std, test NDCG@10)\n",
+                seeds.join(", ")
+            );
+            let _ = writeln!(s, "| figure | mean | std | seeds |\n|---|--:|--:|--:|");
+            for (k, v) in &self.over_seeds {
+                let _ = writeln!(s, "| {k} | {:.4} | {:.4} | {} |", v.mean, v.std, v.n);
+            }
+        }
+
+        let _ = writeln!(s, "\n## Export and parity\n");
+        for (role, p) in &self.bundles {
+            let _ = writeln!(s, "- {role} bundle: `{}`", p.display());
+        }
+        for p in &self.parity {
+            let _ = writeln!(
+                s,
+                "- `{}`: max |ONNX (tract) − training forward| over {} users = {:.2e} (tolerance {:.0e})",
+                p.model, p.users, p.max_abs_diff, p.tolerance
+            );
+        }
+
+        let _ = writeln!(s, "\n## Phase timings\n\n| phase | seconds |\n|---|--:|");
+        for p in &self.phases {
+            let _ = writeln!(s, "| {} | {:.1} |", p.name, p.seconds);
+        }
+        let _ = writeln!(s, "| **total** | **{:.1}** |", self.total_seconds);
+        let _ = writeln!(
+            s,
+            "\nValidation curves: `curves.png`. Split used: `split/{{train,valid,test}}.tsv`."
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_uses_the_sample_std() {
+        let m = MeanStd::of(&[1.0, 2.0, 3.0]);
+        assert!((m.mean - 2.0).abs() < 1e-12);
+        assert!((m.std - 1.0).abs() < 1e-12);
+        assert_eq!(MeanStd::of(&[5.0]).std, 0.0);
+    }
+}

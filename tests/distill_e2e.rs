@@ -1,0 +1,127 @@
+//! End-to-end: the real `distill` binary on MovieLens-100K with a small epoch budget.
+//! The data file comes from `DISTILREC_ML100K` (see scripts/fetch-ml100k.sh); set
+//! `DISTILREC_SKIP_DATA=1` to skip on machines without it.
+#![cfg(feature = "train")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use distilrec::bundle::{Bundle, Role};
+use distilrec::onnx::OnnxScorer;
+use serde_json::Value;
+
+fn data_file() -> Option<PathBuf> {
+    match std::env::var_os("DISTILREC_ML100K") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("DISTILREC_SKIP_DATA").as_deref() == Ok("1") => None,
+        None => panic!(
+            "set DISTILREC_ML100K to the MovieLens-100K interactions file (scripts/fetch-ml100k.sh), \
+             or DISTILREC_SKIP_DATA=1 to skip this test"
+        ),
+    }
+}
+
+fn f(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("report.json has no number at {path}"))
+}
+
+#[test]
+fn distill_binary_on_movielens_beats_popularity_and_exports_matching_bundles() {
+    let Some(data) = data_file() else {
+        eprintln!("DISTILREC_SKIP_DATA=1: skipping the MovieLens end-to-end run");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let run_dir = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--models")
+        .arg(&models)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args([
+            "--name",
+            "ml-100k",
+            "--quick",
+            "--max-epochs",
+            "12",
+            "--kd",
+            "logit,rank",
+        ])
+        .env_remove("DISTILREC_EXTRA_SEEDS")
+        .output()
+        .expect("distill binary runs");
+    assert!(
+        out.status.success(),
+        "distill failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    let kd = f(&report, "/main/ratios/kd_student_test_ndcg10");
+    let pop = f(&report, "/main/ratios/popularity_test_ndcg10");
+    assert!(
+        kd > pop,
+        "KD student NDCG@10 {kd} does not beat popularity {pop}"
+    );
+    assert!(f(&report, "/main/ratios/param_ratio") <= 0.10);
+    for p in report["parity"].as_array().unwrap() {
+        assert!(f(p, "/max_abs_diff") <= f(p, "/tolerance"), "{p}");
+    }
+    for file in [
+        "report.md",
+        "curves.png",
+        "split/train.tsv",
+        "split/valid.tsv",
+        "split/test.tsv",
+    ] {
+        assert!(run_dir.join(file).is_file(), "{file} missing");
+    }
+
+    let student = Bundle::load(Path::new(report["bundles"]["student"].as_str().unwrap())).unwrap();
+    let teacher = Bundle::load(Path::new(report["bundles"]["teacher"].as_str().unwrap())).unwrap();
+    assert_eq!(student.manifest.role, Role::Student);
+    assert_eq!(teacher.manifest.role, Role::Teacher);
+    assert_eq!(student.manifest.name, "ml-100k");
+    assert_eq!(teacher.manifest.name, "ml-100k-teacher");
+    assert!(student.manifest.parameters * 10 <= teacher.manifest.parameters);
+    assert!(student.users.as_ref().is_some_and(|u| !u.is_empty()));
+
+    // The bundle on disk, loaded independently, reproduces the training framework's scores
+    // that the job recorded for a sample of users.
+    let sample: Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("parity-sample.json")).unwrap())
+            .unwrap();
+    assert_eq!(sample["model"], "student");
+    let scorer = OnnxScorer::load(&student.model_bytes, student.manifest.n_rows).unwrap();
+    let users = sample["users"].as_array().unwrap();
+    assert!(!users.is_empty());
+    for u in users {
+        let rows: Vec<u32> = u["history_rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_u64().unwrap() as u32)
+            .collect();
+        let want: Vec<f64> = u["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        let got = scorer.score_batch(&[&rows]).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (row, (g, w)) in got.iter().zip(&want).enumerate().skip(1) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4,
+                "user {}, row {row}: {g} vs {w}",
+                u["user_id"]
+            );
+        }
+    }
+}
