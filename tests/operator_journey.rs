@@ -34,7 +34,10 @@ fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scor
     std::fs::create_dir_all(&repo).unwrap();
     // Version 1: a placeholder, so the server is serving before the job runs.
     assert_eq!(publish(&repo, "ml100k", &mlp(1)), 1);
-    let server = Server::start(&repo, &["--poll-interval-ms", "200", "--default-model", "ml100k"]);
+    let server = Server::start(
+        &repo,
+        &["--poll-interval-ms", "200", "--default-model", "ml100k"],
+    );
     server.wait_ready();
     assert_eq!(server.live_version("ml100k"), Some(1));
 
@@ -106,7 +109,9 @@ fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scor
         assert_eq!(served.len(), k);
         let mut served_rows = Vec::new();
         for item in served {
-            let row = items.row(item["id"].as_str().unwrap()).expect("a known item") as usize;
+            let row = items
+                .row(item["id"].as_str().unwrap())
+                .expect("a known item") as usize;
             let score = item["score"].as_f64().unwrap();
             assert!(!rows.contains(&row), "history item {row} served");
             assert!(
@@ -120,7 +125,10 @@ fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scor
         let lowest = served.last().unwrap()["score"].as_f64().unwrap();
         for (row, &s) in expected.iter().enumerate().skip(1) {
             if !served_rows.contains(&row) && !rows.contains(&row) {
-                assert!(s <= lowest + 1e-4, "row {row} ({s}) outranks the served list");
+                assert!(
+                    s <= lowest + 1e-4,
+                    "row {row} ({s}) outranks the served list"
+                );
             }
         }
     }
