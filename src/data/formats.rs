@@ -158,7 +158,17 @@ fn parse_inter(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
         find(&["item_id"]).ok_or_else(|| perr(path, 1, "header has no `item_id:token` column"))?;
     let rating = find(&["rating"]);
     let timestamp = find(&["timestamp"]);
-    parse_with_optional(path, &text, '\t', [user, item], rating, timestamp)
+    parse_with_optional(
+        path,
+        &text,
+        '\t',
+        Columns {
+            user,
+            item,
+            rating,
+            timestamp,
+        },
+    )
 }
 
 fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
@@ -188,6 +198,12 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
     })?;
     let rating = find(&["rating", "score"]);
     let timestamp = find(&["timestamp", "time", "ts"]);
+    let cols = Columns {
+        user,
+        item,
+        rating,
+        timestamp,
+    };
     let mut out = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let lineno = i + 2;
@@ -196,29 +212,44 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
             rec.get(col)
                 .ok_or_else(|| perr(path, lineno, format!("missing {what} field")))
         };
-        out.push(RawRecord {
-            user: field_id(path, lineno, "user", get(user, "user")?)?.to_string(),
-            item: field_id(path, lineno, "item", get(item, "item")?)?.to_string(),
-            rating: match rating {
-                Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
-                None => 1.0,
-            },
-            timestamp: match timestamp {
-                Some(c) => field_timestamp(path, lineno, get(c, "timestamp")?)?,
-                None => 0,
-            },
-        });
+        out.push(record(path, lineno, &cols, get)?);
     }
     Ok(out)
+}
+
+/// Where the fields of a headed file are; rating and timestamp are optional (1.0 and 0).
+struct Columns {
+    user: usize,
+    item: usize,
+    rating: Option<usize>,
+    timestamp: Option<usize>,
+}
+
+fn record<'a>(
+    path: &Path,
+    lineno: usize,
+    cols: &Columns,
+    get: impl Fn(usize, &str) -> Result<&'a str, DataError>,
+) -> Result<RawRecord, DataError> {
+    Ok(RawRecord {
+        user: field_id(path, lineno, "user", get(cols.user, "user")?)?.to_string(),
+        item: field_id(path, lineno, "item", get(cols.item, "item")?)?.to_string(),
+        rating: match cols.rating {
+            Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
+            None => 1.0,
+        },
+        timestamp: match cols.timestamp {
+            Some(c) => field_timestamp(path, lineno, get(c, "timestamp")?)?,
+            None => 0,
+        },
+    })
 }
 
 fn parse_with_optional(
     path: &Path,
     text: &str,
     sep: char,
-    [user, item]: [usize; 2],
-    rating: Option<usize>,
-    timestamp: Option<usize>,
+    cols: Columns,
 ) -> Result<Vec<RawRecord>, DataError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
@@ -236,18 +267,7 @@ fn parse_with_optional(
                 )
             })
         };
-        out.push(RawRecord {
-            user: field_id(path, lineno, "user", get(user, "user")?)?.to_string(),
-            item: field_id(path, lineno, "item", get(item, "item")?)?.to_string(),
-            rating: match rating {
-                Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
-                None => 1.0,
-            },
-            timestamp: match timestamp {
-                Some(c) => field_timestamp(path, lineno, get(c, "timestamp")?)?,
-                None => 0,
-            },
-        });
+        out.push(record(path, lineno, &cols, get)?);
     }
     Ok(out)
 }
