@@ -1,28 +1,18 @@
 //! Real-data checks of the reader, the split and the metrics on MovieLens-100K
 //! (`DISTILREC_ML100K` = path of ml-100k.inter; `scripts/setup.sh` fetches it).
 
+mod data_support;
+
 use std::collections::HashSet;
 
 use distilrec::data::{random_split, read_interactions, Format};
 use distilrec::eval::{evaluate, popularity_scores, Stage};
 
-fn data_path() -> Option<std::path::PathBuf> {
-    match std::env::var_os("DISTILREC_ML100K") {
-        Some(p) => Some(p.into()),
-        None if std::env::var_os("DISTILREC_SKIP_DATA").is_some() => {
-            eprintln!("DISTILREC_SKIP_DATA set: skipping the MovieLens-100K checks");
-            None
-        }
-        None => panic!(
-            "set DISTILREC_ML100K to ml-100k.inter (scripts/setup.sh fetches it), \
-             or DISTILREC_SKIP_DATA=1 to skip"
-        ),
-    }
-}
-
 #[test]
 fn ml100k_reads_splits_and_ranks_popularity_like_the_literature() {
-    let Some(path) = data_path() else { return };
+    let Some(path) = data_support::ml100k("the MovieLens-100K checks") else {
+        return;
+    };
     let data = read_interactions(&path, Format::Auto, None).unwrap();
     assert_eq!(
         (data.n_users(), data.n_items(), data.records.len()),

@@ -3,23 +3,14 @@
 //! `DISTILREC_SKIP_DATA=1` to skip on machines without it.
 #![cfg(feature = "train")]
 
-use std::path::{Path, PathBuf};
+mod data_support;
+
+use std::path::Path;
 use std::process::Command;
 
 use distilrec::bundle::{Bundle, Role};
 use distilrec::onnx::OnnxScorer;
 use serde_json::Value;
-
-fn data_file() -> Option<PathBuf> {
-    match std::env::var_os("DISTILREC_ML100K") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("DISTILREC_SKIP_DATA").as_deref() == Ok("1") => None,
-        None => panic!(
-            "set DISTILREC_ML100K to the MovieLens-100K interactions file (scripts/fetch-ml100k.sh), \
-             or DISTILREC_SKIP_DATA=1 to skip this test"
-        ),
-    }
-}
 
 fn f(v: &Value, path: &str) -> f64 {
     v.pointer(path)
@@ -29,8 +20,7 @@ fn f(v: &Value, path: &str) -> f64 {
 
 #[test]
 fn distill_binary_on_movielens_beats_popularity_and_exports_matching_bundles() {
-    let Some(data) = data_file() else {
-        eprintln!("DISTILREC_SKIP_DATA=1: skipping the MovieLens end-to-end run");
+    let Some(data) = data_support::ml100k("the MovieLens end-to-end run") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -94,33 +84,20 @@ fn distill_binary_on_movielens_beats_popularity_and_exports_matching_bundles() {
 
     // The bundle on disk, loaded independently, reproduces the training framework's scores
     // that the job recorded for a sample of users.
-    let sample: Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("parity-sample.json")).unwrap())
-            .unwrap();
+    let (sample, users) = data_support::parity_sample(&run_dir);
     assert_eq!(sample["model"], "student");
     let scorer = OnnxScorer::load(&student.model_bytes, student.manifest.n_rows).unwrap();
-    let users = sample["users"].as_array().unwrap();
     assert!(!users.is_empty());
-    for u in users {
-        let rows: Vec<u32> = u["history_rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_u64().unwrap() as u32)
-            .collect();
-        let want: Vec<f64> = u["scores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_f64().unwrap())
-            .collect();
+    for u in &users {
+        let rows: Vec<u32> = u.history_rows.iter().map(|&r| r as u32).collect();
+        let want = &u.scores;
         let got = scorer.score_batch(&[&rows]).unwrap();
         assert_eq!(got.len(), want.len());
-        for (row, (g, w)) in got.iter().zip(&want).enumerate().skip(1) {
+        for (row, (g, w)) in got.iter().zip(want).enumerate().skip(1) {
             assert!(
                 (*g as f64 - w).abs() <= 1e-4,
                 "user {}, row {row}: {g} vs {w}",
-                u["user_id"]
+                u.user_id
             );
         }
     }

@@ -4,31 +4,22 @@
 //! scores equal the scores the distill job computed with its training forward for the same
 //! histories (its `parity-sample.json`).
 
+#![cfg(feature = "train")]
+
+mod data_support;
 mod server_support;
 
 use std::process::Command;
 
 use distilrec::bundle::ItemVocab;
-use serde_json::{json, Value};
+use serde_json::json;
 use server_support::{mlp, publish, sample, wait_for, Server};
-
-fn data_path() -> Option<String> {
-    match std::env::var("DISTILREC_ML100K") {
-        Ok(p) => Some(p),
-        Err(_) if std::env::var_os("DISTILREC_SKIP_DATA").is_some() => {
-            eprintln!("DISTILREC_SKIP_DATA set: skipping the operator journey");
-            None
-        }
-        Err(_) => panic!(
-            "set DISTILREC_ML100K to ml-100k.inter (scripts/setup.sh fetches it), \
-             or DISTILREC_SKIP_DATA=1 to skip"
-        ),
-    }
-}
 
 #[test]
 fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scores() {
-    let Some(data) = data_path() else { return };
+    let Some(data) = data_support::ml100k("the operator journey") else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let repo = root.path().join("models");
     std::fs::create_dir_all(&repo).unwrap();
@@ -43,7 +34,9 @@ fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scor
 
     let run_dir = root.path().join("run");
     let out = Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(["--data", &data, "--name", "ml100k", "--quick"])
+        .arg("--data")
+        .arg(&data)
+        .args(["--name", "ml100k", "--quick"])
         .arg("--models")
         .arg(&repo)
         .arg("--run-dir")
@@ -82,24 +75,10 @@ fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scor
 
     // Same bundle, same histories: the server's scores are the job's scores.
     let items = ItemVocab::read(&repo.join("ml100k/2/items.tsv")).unwrap();
-    let parity: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("parity-sample.json")).unwrap())
-            .unwrap();
-    let users = parity["users"].as_array().expect("parity-sample has users");
+    let (_, users) = data_support::parity_sample(&run_dir);
     assert!(!users.is_empty());
     for user in users.iter().take(8) {
-        let rows: Vec<usize> = user["history_rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_u64().unwrap() as usize)
-            .collect();
-        let expected: Vec<f64> = user["scores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_f64().unwrap())
-            .collect();
+        let (rows, expected) = (&user.history_rows, &user.scores);
         let history: Vec<&str> = rows.iter().map(|&r| items.id(r)).collect();
         let k = 20;
         let (status, body, headers) = server.recommend(json!({"history": history, "k": k}));
