@@ -80,6 +80,12 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_INFERENCE_THREADS", default_value_t = 1)]
     pub inference_threads: usize,
 
+    /// Benchmark calibration: answer `POST /recommend` with a fixed 10-item body after parsing
+    /// the request, through the same router and middleware, without loading any model. The load
+    /// suite measures this "HTTP floor" next to the real server (loadtest/bench.sh).
+    #[arg(long, env = "DISTILREC_HTTP_FLOOR")]
+    pub http_floor: bool,
+
     /// On SIGTERM / ctrl-c, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "DISTILREC_DRAIN_TIMEOUT_S", default_value_t = 30)]
     pub drain_timeout_s: u64,

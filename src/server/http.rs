@@ -40,8 +40,13 @@ impl AppState {
 /// The public router. The admin routes are included only when the admin API is enabled and
 /// has no listener of its own.
 pub fn router(state: AppState) -> Router {
+    let recommend_route = if state.config.http_floor {
+        post(super::floor::recommend)
+    } else {
+        post(recommend)
+    };
     let mut app = Router::new()
-        .route("/recommend", post(recommend))
+        .route("/recommend", recommend_route)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/models", get(list_models))
@@ -121,6 +126,9 @@ async fn readyz(State(st): State<AppState>) -> Response {
             axum::Json(json!({"status": "draining"})),
         )
             .into_response();
+    }
+    if st.config.http_floor {
+        return axum::Json(json!({"status": "ready", "mode": "http_floor"})).into_response();
     }
     match st.registry.default_live() {
         Some(m) => axum::Json(json!({"status": "ready", "model": m.name, "version": m.version}))

@@ -39,6 +39,7 @@ mod batcher;
 pub mod config;
 mod errors;
 mod extract;
+mod floor;
 mod http;
 mod metrics;
 mod model;
@@ -158,7 +159,14 @@ pub async fn serve(
     }
 
     let registry = Arc::clone(&state.registry);
+    let floor = state.config.http_floor;
+    if floor {
+        tracing::warn!("--http-floor: answering a fixed body, no model is loaded");
+    }
     let poller = tokio::spawn(async move {
+        if floor {
+            return;
+        }
         registry.poll_once().await;
         if registry.default_live().is_none() {
             tracing::warn!(
