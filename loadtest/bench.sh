@@ -11,16 +11,27 @@
 # moderate rate (p50/p99), and the server's RSS. Then a hot-swap run and a cross-check with wrk.
 # Results: $OUT/*.json|md|png and BENCHMARKS.md (written by loadtest/bench_report.py).
 #
-# Knobs (environment): MODELS (repository with trained `student` and `teacher`), BODIES (split
-# TSV of user<TAB>item, e.g. the distill job's train split), OUT, WARMUP, DURATION, FIXED_RATE,
-# SWEEP_START, P99_BOUND_MS, CONNECTIONS, QUICK=1 (short runs, for checking the script).
+# Knobs (environment): MODELS (repository with the trained bundles), STUDENT / TEACHER (their
+# model names there, default ml100k / ml100k-teacher), BODIES (user<TAB>item interactions whose
+# per-user histories become request bodies; default the MovieLens file scripts/setup.sh fetches),
+# OUT, WARMUP, DURATION, FIXED_RATE, SWEEP_START, P99_BOUND_MS, CONNECTIONS,
+# QUICK=1 (short runs, for checking the script).
+#
+# The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
+# stealing the cores it measures.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/bench-out}
 MODELS=${MODELS:-$ROOT/models}
-BODIES=${BODIES:-}
+STUDENT=${STUDENT:-ml100k}
+TEACHER=${TEACHER:-ml100k-teacher}
+BODIES=${BODIES:-$ROOT/data/ml-100k.inter}
+[[ -f $BODIES ]] || { echo "[bench] no $BODIES: run scripts/setup.sh or set BODIES" >&2; exit 1; }
+if [[ -z ${BENCH_LOCKED:-} ]]; then
+    exec env BENCH_LOCKED=1 flock /tmp/distilrec-cpu.lock "$0" "$@"
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -51,8 +62,8 @@ log() { echo "[bench] $*" >&2; }
 # ---------------------------------------------------------------------------------------------
 build() {
     log "building release binaries"
-    cargo build --release -p distilrec --no-default-features --bin distilrec
-    cargo build --release -p loadtest --bin loadtest --example fixed_server
+    cargo build --release -p distilrec --no-default-features --bin distilrec --example synth_bundles
+    cargo build --release -p loadtest --bin loadtest
 }
 
 venv() {
@@ -69,26 +80,23 @@ venv() {
 latest_version() { ls "$1" | grep -E '^[0-9]+$' | sort -n | tail -1; }
 
 # One repository per target, holding only that model, so RSS is the server plus one model.
-single_model_repo() { # name source_model_dir -> prints repo path
+single_model_repo() { # label source_model_dir -> prints repo path
     local repo=$OUT/repos/$1
     rm -rf "$repo"; mkdir -p "$repo"
-    ln -s "$2" "$repo/$1"
+    ln -s "$2" "$repo/$(basename "$2")"
     echo "$repo"
 }
 
-# >>> HOOK (lead): synthetic 100k-item bundles of the student's and the teacher's architectures.
-# Must leave models/<name>/<version>/ bundles at $OUT/synth/student100k and $OUT/synth/teacher100k
-# with items i1..i100000 (crate::onnx::write_synthetic_bundle). Suggested: a small example or a
-# `distill synth` subcommand that reads the trained bundles' manifests for the architecture.
+# 100k-item bundles with synthetic weights: the student's trained architecture and the MLP
+# teacher's (EASE cannot exist at 100k items: 10^10 floats). Written once, reused by later runs.
 make_synthetic_100k() {
-    if [[ -n ${SYNTH_CMD:-} ]]; then
-        log "synthetic 100k bundles: $SYNTH_CMD"
-        eval "$SYNTH_CMD"
-    else
-        log "HOOK make_synthetic_100k not configured (SYNTH_CMD); skipping the 100k rows"
-    fi
+    local synth=$OUT/synth
+    if [[ -d $synth/student100k/1 && -d $synth/teacher100k/1 ]]; then return 0; fi
+    rm -rf "$synth"; mkdir -p "$synth"
+    log "writing synthetic 100k-item bundles into $synth"
+    "$BIN/examples/synth_bundles" --out "$synth" --items 100000 \
+        --student-bundle "$MODELS/$STUDENT/$(latest_version "$MODELS/$STUDENT")" >"$OUT/synth.txt"
 }
-# <<< HOOK
 
 # ---------------------------------------------------------------------------------------------
 SERVER_PID=
@@ -100,18 +108,15 @@ start_distilrec() { # repo model
     wait_ready "http://127.0.0.1:$PORT/readyz"
 }
 
-# >>> HOOK (lead): the HTTP floor — the same axum stack answering a fixed 10-item JSON after
-# parsing the body. Set FLOOR_CMD to a command that listens on 127.0.0.1:$PORT and serves
-# POST /recommend (and GET /readyz), e.g. "$BIN/distilrec --floor --addr 127.0.0.1:$PORT".
-# Stand-in: FLOOR_CMD='$BIN/examples/fixed_server 127.0.0.1:$PORT' (plain axum + serde_json, without
-# the server's middleware, so a slightly optimistic floor).
+# The HTTP floor: the same binary, router and middleware answering a fixed 10-item body after
+# parsing the request (`--http-floor`), so it costs everything but the model.
 start_floor() {
-    [[ -n ${FLOOR_CMD:-} ]] || return 1
-    eval "$FLOOR_CMD" >"$OUT/server-floor.log" 2>&1 &
+    mkdir -p "$OUT/repos/empty"
+    "$BIN/distilrec" --http-floor --models "$OUT/repos/empty" --addr "127.0.0.1:$PORT" \
+        >"$OUT/server-floor.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "http://127.0.0.1:$PORT/readyz"
 }
-# <<< HOOK
 
 start_python() { # bundle_dir
     "$PY" "$ROOT/loadtest/python_service.py" "$1" --port "$PORT" --processes "$(nproc)" \
@@ -177,8 +182,8 @@ half_max() { # sweep.json -> half the max throughput (at least 100/s)
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(max(100, int((d['max_throughput_rps'] or 200) / 2)))" "$1"
 }
 
-body_args() { # n_items: real split bodies at 1,682 items, synthetic ids for synthetic bundles
-    if [[ $1 == 1682 && -n $BODIES ]]; then
+body_args() { # n_items: real histories at 1,682 items, synthetic ids for synthetic bundles
+    if [[ $1 == 1682 ]]; then
         echo "--bodies $BODIES"
     else
         echo "--synthetic-items $1"
@@ -190,34 +195,30 @@ build
 venv
 make_synthetic_100k
 
-for model in student teacher; do
+for target in "student:$STUDENT" "teacher:$TEACHER"; do
+    label=${target%%:*} model=${target#*:}
     [[ -d $MODELS/$model ]] || { log "no $MODELS/$model; run the distill job first"; exit 1; }
-    repo=$(single_model_repo "$model" "$MODELS/$model")
+    repo=$(single_model_repo "$label" "$MODELS/$model")
     start_distilrec "$repo" "$model"
     # shellcheck disable=SC2046
-    measure "$model" $(body_args 1682)
+    measure "$label" $(body_args 1682)
     stop_server
 done
 
 for model in student100k teacher100k; do
-    src=$OUT/synth/$model
-    [[ -d $src ]] || continue
-    repo=$(single_model_repo "$model" "$src")
+    repo=$(single_model_repo "$model" "$OUT/synth/$model")
     start_distilrec "$repo" "$model"
     # shellcheck disable=SC2046
     measure "$model" $(body_args 100000)
     stop_server
 done
 
-if start_floor; then
-    # shellcheck disable=SC2046
-    measure floor $(body_args 1682)
-    stop_server
-else
-    log "HTTP floor hook (FLOOR_CMD) not configured: floor row left empty"
-fi
+start_floor
+# shellcheck disable=SC2046
+measure floor $(body_args 1682)
+stop_server
 
-student_bundle=$MODELS/student/$(latest_version "$MODELS/student")
+student_bundle=$MODELS/$STUDENT/$(latest_version "$MODELS/$STUDENT")
 start_python "$student_bundle"
 # shellcheck disable=SC2046
 measure python $(body_args 1682)
@@ -225,15 +226,19 @@ stop_server
 
 # Hot swap: the student at half its max throughput, a swap every second between two versions.
 log "hot-swap scenario"
+# Two versions of the student: copies of the trained bundle, the second renumbered.
 swap_repo=$OUT/repos/swap
-rm -rf "$swap_repo"; mkdir -p "$swap_repo/student"
-ln -s "$student_bundle" "$swap_repo/student/1"
-ln -s "$student_bundle" "$swap_repo/student/2"
+rm -rf "$swap_repo"; mkdir -p "$swap_repo/$STUDENT"
+for v in 1 2; do
+    cp -r "$student_bundle" "$swap_repo/$STUDENT/$v"
+    python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
+        "$swap_repo/$STUDENT/$v/manifest.json" "$v"
+done
 swap_rate=$(half_max "$OUT/student.sweep.json")
-start_distilrec "$swap_repo" student
+start_distilrec "$swap_repo" "$STUDENT"
 # shellcheck disable=SC2046
 loadtest "student swap" --mode open --rate "$swap_rate" --duration $((DURATION * 2)) \
-    --model student --swap-every 1 --swap-versions 1,2 --admin-url "http://127.0.0.1:$ADMIN_PORT" \
+    --model "$STUDENT" --swap-every 1 --swap-versions 1,2 --admin-url "http://127.0.0.1:$ADMIN_PORT" \
     --admin-token "$ADMIN_TOKEN" $(body_args 1682) --json-out "$OUT/swap.json" \
     --md-out "$OUT/swap.md" --plot "$OUT/swap.png" >/dev/null
 

@@ -13,11 +13,11 @@ import re
 import subprocess
 
 TARGETS = [
-    ("student", "distilrec + student (1,682 items)"),
-    ("teacher", "distilrec + teacher (1,682 items)"),
-    ("student100k", "distilrec + student (100k items, synthetic weights)"),
-    ("teacher100k", "distilrec + teacher (100k items, synthetic weights)"),
-    ("floor", "HTTP floor (same axum stack, fixed body)"),
+    ("student", "distilrec + KD student (1,682 items)"),
+    ("teacher", "distilrec + EASE teacher (1,682 items)"),
+    ("student100k", "distilrec + student architecture (100k items, synthetic weights)"),
+    ("teacher100k", "distilrec + MLP teacher architecture (100k items, synthetic weights)"),
+    ("floor", "HTTP floor (`distilrec --http-floor`: same stack, fixed body)"),
     ("python", "FastAPI + onnxruntime, student (2 procs, SO_REUSEPORT)"),
 ]
 
@@ -130,6 +130,12 @@ def main():
           f"| errors @ fixed | p99 ms @ 50 % of own max | RSS MB | sweep steps |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+
+    synth = load_text(os.path.join(a.out, "synth.txt"))
+    if synth:
+        print("\nSynthetic 100k-item bundles (examples/synth_bundles.rs): " + "; ".join(
+            f"{c[0]} {int(c[1].split()[0]):,} parameters"
+            for c in (line.split("\t") for line in synth.splitlines() if line.strip())) + ".")
 
     print("\n## Ratios\n")
     m = maxes.get

@@ -200,7 +200,9 @@ pub fn list_versions(repo: &Path, name: &str) -> Vec<u64> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        // Follows symlinks: volume mounts (e.g. Kubernetes ConfigMaps) and shared
+        // storage often link model and version directories.
+        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().and_then(parse_version))
         .collect();
     versions.sort_unstable();
@@ -213,7 +215,7 @@ pub fn list_models(repo: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| valid_model_name(n))
         .collect();
@@ -370,5 +372,22 @@ mod tests {
         for bad in ["", "..", ".hidden", "a/b", "a b", "-x"] {
             assert!(!valid_model_name(bad), "{bad}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_model_and_version_directories_are_listed() {
+        let store = tempfile::tempdir().unwrap();
+        let m = Manifest::new("m", Role::Student, 0, arch());
+        let v1 = write_bundle(store.path(), m, b"onnx-1", &vocab(), None).unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(store.path().join("m"), repo.path().join("m")).unwrap();
+        std::fs::create_dir(repo.path().join("n")).unwrap();
+        std::os::unix::fs::symlink(&v1, repo.path().join("n").join("3")).unwrap();
+        // A dangling link is not a model.
+        std::os::unix::fs::symlink(repo.path().join("gone"), repo.path().join("x")).unwrap();
+        assert_eq!(list_models(repo.path()), ["m", "n"]);
+        assert_eq!(list_versions(repo.path(), "m"), [1]);
+        assert_eq!(list_versions(repo.path(), "n"), [3]);
     }
 }

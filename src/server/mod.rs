@@ -18,6 +18,8 @@
 //!   `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
 //!   `unknown_version` / `not_found` 404, `unauthorized` 401, `load_failed` 422, `conflict` 409,
 //!   `not_ready` / `overloaded` / `timeout` 503 (with `retry-after: 1`), `internal` 500.
+//! - `--http-floor` (benchmarks only, module `floor`): `POST /recommend` parses the request and
+//!   answers a fixed 10-item body through the same router and middleware; no model is loaded.
 //! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`.
 //! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
 //!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
