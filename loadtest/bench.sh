@@ -15,7 +15,9 @@
 # model names there, default ml100k / ml100k-teacher), BODIES (user<TAB>item interactions whose
 # per-user histories become request bodies; default the MovieLens file scripts/setup.sh fetches),
 # OUT, WARMUP, DURATION, FIXED_RATE, SWEEP_START, P99_BOUND_MS, CONNECTIONS,
-# QUICK=1 (short runs, for checking the script).
+# QUICK=1 (short runs, for checking the script), SECTIONS (space-separated subset of
+# "trained large floor python swap wrk", default all: re-measures only those targets in the same
+# OUT and rewrites BENCHMARKS.md from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
 # stealing the cores it measures.
@@ -48,16 +50,18 @@ ADMIN_PORT=${ADMIN_PORT:-18081}
 ADMIN_TOKEN=bench-token
 mkdir -p "$OUT"
 RUN_LOG=$OUT/commands.log
-: >"$RUN_LOG"
+[[ " ${SECTIONS:-all} " == *" all "* ]] && : >"$RUN_LOG"
+echo "# $(date -u +%FT%TZ) loadtest/bench.sh SECTIONS=${SECTIONS:-all}" >>"$RUN_LOG"
 
 # Identical client settings for every target. One client thread leaves the other core to the
 # server (both share the machine's cores; NOTES.md baselines were taken the same way).
-CLIENT=(--threads 1 --connections "$CONNECTIONS" --warmup "$WARMUP" --duration "$DURATION"
+CLIENT=(--threads 1 --connections "$CONNECTIONS" --warmup "$WARMUP"
         --k 10 --seed 42 --history-len 50 --timeout 5 --quiet)
-SWEEP=(--mode sweep --sweep-over rate --rate "$SWEEP_START" --p99-bound-ms "$P99_BOUND_MS"
+SWEEP=(--mode sweep --sweep-over rate --p99-bound-ms "$P99_BOUND_MS"
        --sweep-growth 2 --sweep-precision 0.05 --sweep-pause 1 --sweep-max-steps "$SWEEP_MAX_STEPS")
 
 log() { echo "[bench] $*" >&2; }
+want() { [[ " ${SECTIONS:-all} " == *" all "* || " ${SECTIONS:-} " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------
 build() {
@@ -155,18 +159,19 @@ rss_kb() {
     echo "{\"rss_kb\": $rss, \"hwm_kb\": $hwm}"
 }
 
-loadtest() { # name args...
+loadtest() { # name args...   (DUR=seconds overrides --duration for one call)
     local name=$1; shift
-    local cmd=("$BIN/loadtest" --url "http://127.0.0.1:$PORT" "${CLIENT[@]}" "$@" --label "$name")
+    local cmd=("$BIN/loadtest" --url "http://127.0.0.1:$PORT" "${CLIENT[@]}" --duration "${DUR:-$DURATION}"
+               "$@" --label "$name")
     echo "${cmd[*]}" >>"$RUN_LOG"
     "${cmd[@]}"
 }
 
 # Sweep + fixed-rate run + RSS for the server currently running.
-measure() { # name body-args...
+measure() { # name body-args...   (START=rate overrides the sweep's first rate)
     local name=$1; shift
     log "measuring $name"
-    loadtest "$name" "${SWEEP[@]}" "$@" --json-out "$OUT/$name.sweep.json" \
+    loadtest "$name" "${SWEEP[@]}" --rate "${START:-$SWEEP_START}" "$@" --json-out "$OUT/$name.sweep.json" \
         --md-out "$OUT/$name.sweep.md" --plot "$OUT/$name.sweep.png" >/dev/null
     loadtest "$name" --mode open --rate "$FIXED_RATE" "$@" --json-out "$OUT/$name.fixed.json" \
         --md-out "$OUT/$name.fixed.md" --plot "$OUT/$name.fixed.png" >/dev/null
@@ -192,10 +197,11 @@ body_args() { # n_items: real histories at 1,682 items, synthetic ids for synthe
 
 # ---------------------------------------------------------------------------------------------
 build
-venv
-make_synthetic_100k
+want python && venv
+want large && make_synthetic_100k
+student_bundle=$MODELS/$STUDENT/$(latest_version "$MODELS/$STUDENT")
 
-for target in "student:$STUDENT" "teacher:$TEACHER"; do
+want trained && for target in "student:$STUDENT" "teacher:$TEACHER"; do
     label=${target%%:*} model=${target#*:}
     [[ -d $MODELS/$model ]] || { log "no $MODELS/$model; run the distill job first"; exit 1; }
     repo=$(single_model_repo "$label" "$MODELS/$model")
@@ -205,54 +211,64 @@ for target in "student:$STUDENT" "teacher:$TEACHER"; do
     stop_server
 done
 
-for model in student100k teacher100k; do
+# The MLP teacher at 100k items takes ~7 ms per request here: start its sweep lower.
+want large && for target in student100k:$SWEEP_START teacher100k:100; do
+    model=${target%%:*}
     repo=$(single_model_repo "$model" "$OUT/synth/$model")
     start_distilrec "$repo" "$model"
     # shellcheck disable=SC2046
-    measure "$model" $(body_args 100000)
+    START=${target#*:} measure "$model" $(body_args 100000)
     stop_server
 done
 
-start_floor
-# shellcheck disable=SC2046
-measure floor $(body_args 1682)
-stop_server
-
-student_bundle=$MODELS/$STUDENT/$(latest_version "$MODELS/$STUDENT")
-start_python "$student_bundle"
-# shellcheck disable=SC2046
-measure python $(body_args 1682)
-stop_server
-
-# Hot swap: the student at half its max throughput, a swap every second between two versions.
-log "hot-swap scenario"
-# Two versions of the student: copies of the trained bundle, the second renumbered.
-swap_repo=$OUT/repos/swap
-rm -rf "$swap_repo"; mkdir -p "$swap_repo/$STUDENT"
-for v in 1 2; do
-    cp -r "$student_bundle" "$swap_repo/$STUDENT/$v"
-    python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
-        "$swap_repo/$STUDENT/$v/manifest.json" "$v"
-done
-swap_rate=$(half_max "$OUT/student.sweep.json")
-start_distilrec "$swap_repo" "$STUDENT"
-# shellcheck disable=SC2046
-loadtest "student swap" --mode open --rate "$swap_rate" --duration $((DURATION * 2)) \
-    --model "$STUDENT" --swap-every 1 --swap-versions 1,2 --admin-url "http://127.0.0.1:$ADMIN_PORT" \
-    --admin-token "$ADMIN_TOKEN" $(body_args 1682) --json-out "$OUT/swap.json" \
-    --md-out "$OUT/swap.md" --plot "$OUT/swap.png" >/dev/null
-
-# Cross-check one point with an independent tool: wrk (closed loop) vs loadtest closed loop,
-# same connection count, same bodies, same server (the student, still running).
-log "cross-check with wrk"
-if ! command -v wrk >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || log "could not install wrk"
-fi
-if command -v wrk >/dev/null; then
+if want floor; then
+    start_floor
     # shellcheck disable=SC2046
-    "$BIN/loadtest" --url "http://127.0.0.1:$PORT" --k 10 --seed 42 --history-len 50 \
-        $(body_args 1682) --dump-bodies "$OUT/bodies.jsonl" >/dev/null
-    cat >"$OUT/wrk-post.lua" <<EOF
+    measure floor $(body_args 1682)
+    stop_server
+fi
+
+if want python; then
+    start_python "$student_bundle"
+    # shellcheck disable=SC2046
+    measure python $(body_args 1682)
+    stop_server
+fi
+
+if want swap; then
+    # Hot swap: the student at half its max throughput, a swap every second between two versions.
+    log "hot-swap scenario"
+    # Two versions of the student: copies of the trained bundle, the second renumbered.
+    swap_repo=$OUT/repos/swap
+    rm -rf "$swap_repo"; mkdir -p "$swap_repo/$STUDENT"
+    for v in 1 2; do
+        cp -r "$student_bundle" "$swap_repo/$STUDENT/$v"
+        python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
+            "$swap_repo/$STUDENT/$v/manifest.json" "$v"
+    done
+    swap_rate=$(half_max "$OUT/student.sweep.json")
+    start_distilrec "$swap_repo" "$STUDENT"
+    # shellcheck disable=SC2046
+    DUR=$((DURATION * 2)) loadtest "student swap" --mode open --rate "$swap_rate" \
+        --model "$STUDENT" --swap-every 1 --swap-versions 1,2 --admin-url "http://127.0.0.1:$ADMIN_PORT" \
+        --admin-token "$ADMIN_TOKEN" $(body_args 1682) --json-out "$OUT/swap.json" \
+        --md-out "$OUT/swap.md" --plot "$OUT/swap.png" >/dev/null
+    stop_server
+fi
+
+if want wrk; then
+    log "cross-check with wrk"
+    start_distilrec "$(single_model_repo student "$MODELS/$STUDENT")" "$STUDENT"
+    # Cross-check one point with an independent tool: wrk (closed loop) vs loadtest closed loop,
+    # same connection count, same bodies, same server (the student).
+    if ! command -v wrk >/dev/null; then
+        (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || log "could not install wrk"
+    fi
+    if command -v wrk >/dev/null; then
+        # shellcheck disable=SC2046
+        "$BIN/loadtest" --url "http://127.0.0.1:$PORT" --k 10 --seed 42 --history-len 50 \
+            $(body_args 1682) --dump-bodies "$OUT/bodies.jsonl" >/dev/null
+        cat >"$OUT/wrk-post.lua" <<EOF
 -- POST the same bodies loadtest sends, one per request, in order.
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
@@ -263,14 +279,15 @@ request = function()
     return wrk.format(nil, "/recommend", nil, bodies[i])
 end
 EOF
-    echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency -s $OUT/wrk-post.lua http://127.0.0.1:$PORT" >>"$RUN_LOG"
-    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/wrk-post.lua" \
-        "http://127.0.0.1:$PORT" >"$OUT/wrk.txt"
-    # shellcheck disable=SC2046
-    loadtest "student closed" --mode closed --concurrency "$CONNECTIONS" $(body_args 1682) \
-        --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
+        echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency -s $OUT/wrk-post.lua http://127.0.0.1:$PORT" >>"$RUN_LOG"
+        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/wrk-post.lua" \
+            "http://127.0.0.1:$PORT" >"$OUT/wrk.txt"
+        # shellcheck disable=SC2046
+        loadtest "student closed" --mode closed --concurrency "$CONNECTIONS" $(body_args 1682) \
+            --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
+    fi
+    stop_server
 fi
-stop_server
 
 python3 "$ROOT/loadtest/bench_report.py" --out "$OUT" --command "loadtest/bench.sh" \
     --p99-bound-ms "$P99_BOUND_MS" --fixed-rate "$FIXED_RATE" >"$ROOT/BENCHMARKS.md"

@@ -36,8 +36,11 @@ pub struct Config {
     pub max_batch_size: usize,
 
     /// Longest time the oldest queued request waits for a batch to fill, in microseconds
-    /// (like Triton's `max_queue_delay_microseconds`; 0 = run whatever is queued at once).
-    #[arg(long, env = "DISTILREC_MAX_QUEUE_DELAY_US", default_value_t = 200)]
+    /// (like Triton's `max_queue_delay_microseconds`). The default 0 is adaptive: each model call
+    /// takes whatever queued during the previous one, so batches grow with load and a lone
+    /// request never waits. Measured with loadtest on the default student: 200 µs gave p99
+    /// 17 ms at 8k req/s where 0 gave 0.66 ms, and p50 0.63 → 0.39 ms at 1k req/s.
+    #[arg(long, env = "DISTILREC_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
 
     /// Requests that may wait for inference per model; beyond that the server answers 503
