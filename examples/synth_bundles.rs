@@ -39,16 +39,25 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.student_bundle.display()))?;
     let arch = &trained.manifest.architecture;
     if arch.kind != "mean_mlp" {
-        bail!("the student bundle has architecture `{}`, expected mean_mlp", arch.kind);
+        bail!(
+            "the student bundle has architecture `{}`, expected mean_mlp",
+            arch.kind
+        );
     }
-    let dim = arch.embedding_dim.context("student manifest lacks embedding_dim")?;
+    let dim = arch
+        .embedding_dim
+        .context("student manifest lacks embedding_dim")?;
     let n_rows = args.items + 1;
     let mut student = MeanMlpWeights::random(n_rows, dim, &arch.hidden, args.seed);
     if arch.activation.as_deref() == Some("tanh") {
         student.activation = Activation::Tanh;
     }
-    let teacher =
-        MeanMlpWeights::random(n_rows, args.teacher_dim, &args.teacher_hidden, args.seed + 1);
+    let teacher = MeanMlpWeights::random(
+        n_rows,
+        args.teacher_dim,
+        &args.teacher_hidden,
+        args.seed + 1,
+    );
     let suffix = if args.items % 1000 == 0 {
         format!("{}k", args.items / 1000)
     } else {

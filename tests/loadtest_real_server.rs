@@ -120,7 +120,11 @@ fn closed_loop_with_real_histories_on_the_default_model() {
     assert_eq!(r["requests"]["errors"], 0, "{r}");
     assert_eq!(r["mode"], "closed");
     let versions = r["server"]["model_versions"].as_object().unwrap();
-    assert_eq!(versions.len(), 1, "one version of the default model: {versions:?}");
+    assert_eq!(
+        versions.len(),
+        1,
+        "one version of the default model: {versions:?}"
+    );
     let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
     assert!(summary.contains("closed loop"), "{summary}");
 }

@@ -17,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use super::batcher::{Batcher, BatcherConfig};
 use super::metrics::Metrics;
@@ -258,7 +259,7 @@ impl Registry {
         let warm_batch = self.config.batcher.max_batch_size;
         let start = Instant::now();
         let fingerprint_dir = dir.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let result = run_low_priority(move || {
             // Taken before reading so a write racing with the load changes it and gets a retry.
             let print = fingerprint(&fingerprint_dir);
             let spec = LoadSpec {
@@ -275,10 +276,7 @@ impl Registry {
             .reload_duration
             .with_label_values(&[&entry.name])
             .observe(elapsed.as_secs_f64());
-        let (print, result) = match result {
-            Ok(r) => r,
-            Err(_) => (0, Err(LoadError::Panic)),
-        };
+        let (print, result) = result.unwrap_or((0, Err(LoadError::Panic)));
         match result {
             Ok(model) => {
                 self.metrics
@@ -516,6 +514,47 @@ fn fingerprint(dir: &Path) -> u64 {
     }
     h.finish()
 }
+
+/// Runs a model load on its own thread at a lower CPU priority (nice 10 on Linux) and waits for
+/// it without blocking an async worker. Parsing, optimising and warming a model is a burst of
+/// CPU; at nice 0 it competes with the inference threads and the request path and shows up as a
+/// latency spike while a version is swapped in (loadtest/bench.sh measures that window).
+/// `None` if the load panicked.
+async fn run_low_priority<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("model-load".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            // A panic drops `tx`, which the receiver reports as `None`.
+            let _ = tx.send(work());
+        });
+    match spawned {
+        Ok(_) => rx.await.ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a model-load thread");
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    // On Linux, PRIO_PROCESS with a thread id renices only that thread.
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the priority of the model-load thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
 
 #[cfg(test)]
 mod tests {
