@@ -484,6 +484,7 @@ fn content_negotiation() {
         k: Some(5),
         ..Default::default()
     };
+    let pb_body = msg.encode_to_vec();
     let json_body = serde_json::to_vec(&json!({"history": ["i1", "i9"], "k": 5})).unwrap();
     let (_, reference, _) = server.recommend(json!({"history": ["i1", "i9"], "k": 5}));
 
@@ -499,23 +500,18 @@ fn content_negotiation() {
         ),
         (JSON, &json_body, Some("*/*"), JSON),
         (JSON, &json_body, None, JSON),
-        (PB, &msg.encode_to_vec(), Some(JSON), JSON),
+        (PB, &pb_body, Some(JSON), JSON),
         (
             PB,
-            &msg.encode_to_vec(),
+            &pb_body,
             Some("application/x-protobuf;q=0.1, application/json"),
             JSON,
         ),
-        (
-            PB,
-            &msg.encode_to_vec(),
-            Some("application/x-protobuf;q=0, */*"),
-            JSON,
-        ),
-        (PB, &msg.encode_to_vec(), Some("*/*"), PB),
-        (PB, &msg.encode_to_vec(), Some("application/*"), PB),
-        (PB, &msg.encode_to_vec(), None, PB),
-        ("application/protobuf", &msg.encode_to_vec(), None, PB),
+        (PB, &pb_body, Some("application/x-protobuf;q=0, */*"), JSON),
+        (PB, &pb_body, Some("*/*"), PB),
+        (PB, &pb_body, Some("application/*"), PB),
+        (PB, &pb_body, None, PB),
+        ("application/protobuf", &pb_body, None, PB),
     ];
     for (ct, body, accept, want) in cases {
         let a = post(&server, Some(ct), accept, body.to_vec());
