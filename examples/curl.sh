@@ -6,7 +6,8 @@ set -euo pipefail
 URL="${DISTILREC_URL:-http://127.0.0.1:8080}"
 USER_ID="${DISTILREC_USER:-1}"
 
-show() { echo "\$ $*" >&2; "$@"; echo; }
+# Prints each command (shell-quoted, so it can be pasted) before running it.
+show() { printf '$' >&2; printf ' %q' "$@" >&2; echo >&2; "$@"; echo; }
 
 # Liveness, readiness (the default model is loaded and warmed up) and the models served.
 show curl -sS --fail "$URL/healthz"
