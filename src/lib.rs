@@ -6,6 +6,7 @@
 //! - [`topk`]: partial-sort top-k selection with exclusions.
 //! - [`data`]: reading interaction logs and the train/valid/test split.
 //! - [`eval`]: ranking metrics under the full-ranking protocol.
+//! - [`proto`]: the protobuf wire types of `POST /recommend` (generated from `proto/`).
 //! - [`server`]: the HTTP server (the only module that knows axum).
 //! - `train` (feature `train`): candle training, EASE, distillation, reports.
 
@@ -13,6 +14,7 @@ pub mod bundle;
 pub mod data;
 pub mod eval;
 pub mod onnx;
+pub mod proto;
 pub mod server;
 pub mod topk;
 #[cfg(feature = "train")]

@@ -35,15 +35,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return write(path, &jsonl);
     }
     eprintln!(
-        "loadtest: {} request bodies, POST {}{}",
+        "loadtest: {} request bodies ({}), POST {}{}",
         bodies.len(),
+        if cli.protobuf { "protobuf" } else { "JSON" },
         cli.url.trim_end_matches('/'),
         cli.path
     );
-    let requests = bodies
-        .iter()
-        .map(|b| target.post_json(&cli.path, b, None))
-        .collect();
+    let requests = if cli.protobuf {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let pb =
+                    bodies::to_protobuf(b).with_context(|| format!("request body {}", i + 1))?;
+                Ok(target.post(&cli.path, "application/x-protobuf", &pb, None))
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        bodies
+            .iter()
+            .map(|b| target.post_json(&cli.path, b, None))
+            .collect()
+    };
     let client = Arc::new(Client { target, requests });
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(interrupt_handler(stop.clone()));

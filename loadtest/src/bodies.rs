@@ -5,7 +5,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use prost::Message;
 use serde::Serialize;
+use serde_json::Value;
+
+/// The server's wire types, compiled from `../proto/recommend.proto` by `build.rs`. Only the
+/// request is used: the harness reads status and headers, never response bodies.
+#[allow(dead_code)]
+mod pb {
+    include!(concat!(env!("OUT_DIR"), "/distilrec.v1.rs"));
+}
 
 #[derive(Serialize)]
 struct RecommendRequest<'a> {
@@ -71,6 +80,57 @@ fn from_jsonl(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
             }
             Ok(serde_json::to_vec(&v)?)
         })
+        .collect()
+}
+
+/// Re-encodes one JSON request body as a `distilrec.v1.RecommendRequest` (for `--protobuf`), so
+/// both formats carry exactly the same requests. Fields protobuf cannot carry are an error
+/// rather than silently dropped.
+pub fn to_protobuf(json: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let v: Value = serde_json::from_slice(json).context("a request body is not JSON")?;
+    let obj = v
+        .as_object()
+        .context("a request body is not a JSON object")?;
+    let mut msg = pb::RecommendRequest::default();
+    for (key, value) in obj {
+        let value = Some(value).filter(|v| !v.is_null());
+        match (key.as_str(), value) {
+            (_, None) => {}
+            ("history", Some(v)) => {
+                msg.history = Some(pb::History {
+                    items: ids(v, key)?,
+                })
+            }
+            ("user_id", Some(v)) => msg.user_id = Some(id(v, key)?),
+            ("exclude", Some(v)) => msg.exclude = ids(v, key)?,
+            ("model", Some(v)) => {
+                msg.model = Some(v.as_str().context("`model` is not a string")?.to_string())
+            }
+            ("k", Some(v)) => {
+                let k = v.as_u64().and_then(|k| u32::try_from(k).ok());
+                msg.k = Some(k.context("`k` is not a non-negative 32-bit integer")?);
+            }
+            (other, Some(_)) => bail!("field `{other}` has no protobuf equivalent"),
+        }
+    }
+    Ok(msg.encode_to_vec())
+}
+
+/// Ids are strings in protobuf; JSON also allows non-negative integers (the server reads `42`
+/// as `"42"`).
+fn id(v: &Value, field: &str) -> anyhow::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) if n.is_u64() => Ok(n.to_string()),
+        _ => bail!("`{field}` holds {v}, not an id"),
+    }
+}
+
+fn ids(v: &Value, field: &str) -> anyhow::Result<Vec<String>> {
+    v.as_array()
+        .with_context(|| format!("`{field}` is not a list"))?
+        .iter()
+        .map(|i| id(i, field))
         .collect()
 }
 
@@ -192,6 +252,63 @@ mod tests {
                 let id: usize = item.as_str().unwrap()[1..].parse().unwrap();
                 assert!((1..=10).contains(&id));
             }
+        }
+    }
+
+    #[test]
+    fn protobuf_bodies_carry_the_same_request() {
+        let json = br#"{"history": ["i1", 42], "k": 5, "exclude": ["i2"], "model": "m"}"#;
+        let msg = pb::RecommendRequest::decode(to_protobuf(json).unwrap().as_slice()).unwrap();
+        assert_eq!(
+            msg.history.unwrap().items,
+            vec!["i1".to_string(), "42".to_string()]
+        );
+        assert_eq!(msg.k, Some(5));
+        assert_eq!(msg.exclude, vec!["i2".to_string()]);
+        assert_eq!(msg.model.as_deref(), Some("m"));
+        assert_eq!(msg.user_id, None);
+
+        // Presence survives: an empty history and an explicit k = 0 are sent, not dropped.
+        let msg = pb::RecommendRequest::decode(
+            to_protobuf(br#"{"history": [], "k": 0}"#)
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(
+            (msg.history.map(|h| h.items.len()), msg.k),
+            (Some(0), Some(0))
+        );
+        let msg = pb::RecommendRequest::decode(
+            to_protobuf(br#"{"user_id": 7, "model": null}"#)
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(
+            (msg.user_id.as_deref(), msg.history, msg.model),
+            (Some("7"), None, None)
+        );
+
+        // Every body the harness generates converts.
+        for body in load(None, &opts()).unwrap() {
+            let msg = pb::RecommendRequest::decode(to_protobuf(&body).unwrap().as_slice()).unwrap();
+            assert_eq!(msg.k, Some(5));
+            assert!(!msg.history.unwrap().items.is_empty());
+        }
+
+        for bad in [
+            &br#"{"histroy": []}"#[..],
+            br#"{"history": [-1]}"#,
+            br#"{"k": "x"}"#,
+            br#"[1]"#,
+            b"{",
+        ] {
+            assert!(
+                to_protobuf(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

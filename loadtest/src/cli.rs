@@ -84,6 +84,11 @@ pub struct Cli {
     #[arg(long, env = "LOADTEST_BODIES")]
     pub bodies: Option<PathBuf>,
 
+    /// Send the same bodies encoded as protobuf (`proto/recommend.proto`), with `content-type`
+    /// and `accept` set to `application/x-protobuf`, instead of JSON.
+    #[arg(long, env = "LOADTEST_PROTOBUF")]
+    pub protobuf: bool,
+
     /// Longest history sent (the most recent items are kept). TSV and synthetic bodies only.
     #[arg(long, env = "LOADTEST_HISTORY_LEN", default_value_t = 50)]
     pub history_len: usize,
@@ -117,7 +122,8 @@ pub struct Cli {
     pub plot: Option<PathBuf>,
 
     /// Write the request bodies (one JSON per line, in the order `--bodies` yields them) to this
-    /// file and exit without sending anything — e.g. to feed the same bodies to wrk.
+    /// file and exit without sending anything — e.g. to feed the same bodies to wrk. Always JSON,
+    /// also with `--protobuf`.
     #[arg(long, env = "LOADTEST_DUMP_BODIES")]
     pub dump_bodies: Option<PathBuf>,
 

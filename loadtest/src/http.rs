@@ -68,11 +68,16 @@ impl Target {
 
     /// A complete POST request with a JSON body, ready to be written as is.
     pub fn post_json(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Vec<u8> {
+        self.post(path, "application/json", body, bearer)
+    }
+
+    /// A complete POST request whose body is `media_type`, asking for the same type back.
+    pub fn post(&self, path: &str, media_type: &str, body: &[u8], bearer: Option<&str>) -> Vec<u8> {
         let auth = bearer
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let mut req = format!(
-            "POST {}{} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
+            "POST {}{} HTTP/1.1\r\nhost: {}\r\ncontent-type: {media_type}\r\naccept: {media_type}\r\n{auth}content-length: {}\r\n\r\n",
             self.base_path,
             path,
             self.addr(),
@@ -326,6 +331,12 @@ mod tests {
         assert!(req.contains("content-length: 2\r\n"));
         assert!(req.contains("authorization: Bearer tok\r\n"));
         assert!(req.ends_with("\r\n\r\n{}"));
+        let req = t.post("/recommend", "application/x-protobuf", b"\x0a\x00", None);
+        let head = String::from_utf8_lossy(&req);
+        assert!(head.contains("content-type: application/x-protobuf\r\n"));
+        assert!(head.contains("accept: application/x-protobuf\r\n"));
+        assert!(head.contains("content-length: 2\r\n"));
+        assert!(req.ends_with(b"\r\n\r\n\x0a\x00"));
     }
 
     #[test]

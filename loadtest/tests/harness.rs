@@ -44,6 +44,48 @@ async fn recommend(
     (StatusCode::OK, headers, Json(json!({ "items": items })))
 }
 
+/// The server's wire types, as the harness compiles them (`build.rs`).
+#[allow(dead_code)]
+mod pb {
+    include!(concat!(env!("OUT_DIR"), "/distilrec.v1.rs"));
+}
+
+/// `/recommend` for protobuf bodies: 415 unless both `content-type` and `accept` ask for
+/// protobuf, 400 unless the body decodes, 422 without a history or k (as the real server would).
+async fn recommend_protobuf(headers: HeaderMap, body: axum::body::Bytes) -> impl IntoResponse {
+    use prost::Message;
+    let pb_type =
+        |h: &str| headers.get(h).and_then(|v| v.to_str().ok()) == Some("application/x-protobuf");
+    if !pb_type("content-type") || !pb_type("accept") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HeaderMap::new(),
+            Vec::new(),
+        );
+    }
+    let Ok(req) = pb::RecommendRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, HeaderMap::new(), Vec::new());
+    };
+    if req.history.is_none_or(|h| h.items.is_empty()) || req.k != Some(10) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            HeaderMap::new(),
+            Vec::new(),
+        );
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+    headers.insert("x-model-version", "1".parse().unwrap());
+    headers.insert("x-queue-time", "12".parse().unwrap());
+    headers.insert("x-inference-time", "250".parse().unwrap());
+    let answer = pb::RecommendResponse {
+        model: "student".into(),
+        version: 1,
+        ..Default::default()
+    };
+    (StatusCode::OK, headers, answer.encode_to_vec())
+}
+
 async fn load_model(
     State(version): State<Arc<AtomicU64>>,
     UrlPath(name): UrlPath<String>,
@@ -67,6 +109,7 @@ async fn load_model(
 async fn start_server() -> SocketAddr {
     let app = Router::new()
         .route("/recommend", post(recommend))
+        .route("/recommend-protobuf", post(recommend_protobuf))
         .route("/admin/models/{name}/load", post(load_model))
         .with_state(Arc::new(AtomicU64::new(1)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -215,4 +258,47 @@ async fn sweep_runs_the_requested_steps() {
         assert_eq!(s["report"]["requests"]["errors"], 0, "{s}");
     }
     assert_eq!(r["mode"], "sweep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_are_sent_and_counted() {
+    let addr = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(&[
+        "--mode",
+        "closed",
+        "--concurrency",
+        "2",
+        "--warmup",
+        "0",
+        "--requests",
+        "200",
+        "--protobuf",
+        "--path",
+        "/recommend-protobuf",
+    ]);
+    a.push(format!("--url=http://{addr}"));
+    let r = harness(dir.path(), a).await;
+    assert_eq!(r["requests"]["ok"], 200, "{r}");
+    assert_eq!(r["requests"]["errors"], 0, "{r}");
+    assert_eq!(r["server"]["model_versions"]["1"], 200);
+    assert_eq!(r["server"]["inference_time_us"]["p50"], 250);
+
+    // The same bodies as JSON are rejected by that route: the protobuf flag is what made them pass.
+    let mut a = args(&[
+        "--mode",
+        "closed",
+        "--concurrency",
+        "2",
+        "--warmup",
+        "0",
+        "--requests",
+        "20",
+        "--path",
+        "/recommend-protobuf",
+    ]);
+    a.push(format!("--url=http://{addr}"));
+    let r = harness(dir.path(), a).await;
+    assert_eq!(r["requests"]["ok"], 0, "{r}");
+    assert_eq!(r["errors"]["by_status"]["415"], 20, "{r}");
 }

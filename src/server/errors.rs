@@ -15,8 +15,12 @@ pub enum ApiError {
     Validation(String),
     #[error("{0}")]
     MalformedJson(String),
-    #[error("expected `content-type: application/json`")]
-    UnsupportedMediaType,
+    /// A `application/x-protobuf` body that does not decode as the request message.
+    #[error("{0}")]
+    MalformedProtobuf(String),
+    /// Names the accepted types, e.g. "`application/json`".
+    #[error("unsupported content type; expected {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("the request body is too large")]
     PayloadTooLarge,
     #[error("unknown user `{0}`")]
@@ -51,7 +55,8 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            ApiError::UnsupportedMediaType => {
+            ApiError::MalformedProtobuf(_) => (StatusCode::BAD_REQUEST, "malformed_protobuf"),
+            ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -68,6 +73,14 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+/// Attached to every error response so a later layer can re-encode the body in the format the
+/// client negotiated (`server::protobuf`) without parsing the JSON back.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub message: String,
+    pub error_type: &'static str,
 }
 
 #[derive(Serialize)]
@@ -103,6 +116,10 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        response.extensions_mut().insert(ErrorInfo {
+            message,
+            error_type,
+        });
         response
     }
 }

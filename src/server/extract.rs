@@ -19,30 +19,44 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType("`application/json`"));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson(format!("could not read the body: {rejection}"))
-            }
-        })?;
+        let bytes = read_body(req, state, ApiError::MalformedJson).await?;
         parse(&bytes).map(Json)
     }
 }
 
-/// `application/json`, optionally with parameters (`; charset=utf-8`) or a `+json` suffix.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// The whole body, under the router's body limit (413 `payload_too_large` beyond it); other
+/// read failures become `malformed(message)` (400 in the body's format).
+pub async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    malformed: fn(String) -> ApiError,
+) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            // The client stopped sending or the stream broke: a bad request either way.
+            malformed(format!("could not read the body: {rejection}"))
+        }
+    })
+}
+
+/// The parsed `content-type`, if present and well-formed.
+pub fn content_type(headers: &HeaderMap) -> Option<mime::Mime> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Ok(mime) = value.parse::<mime::Mime>() else {
-        return false;
-    };
+        .and_then(|v| v.parse().ok())
+}
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`) or a `+json` suffix.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    content_type(headers).is_some_and(|m| is_json_mime(&m))
+}
+
+pub fn is_json_mime(mime: &mime::Mime) -> bool {
     mime.type_() == mime::APPLICATION
         && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
 }

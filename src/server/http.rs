@@ -18,6 +18,7 @@ use super::admin;
 use super::config::Config;
 use super::errors::ApiError;
 use super::metrics::Metrics;
+use super::protobuf;
 use super::recommend::recommend;
 use super::registry::Registry;
 
@@ -63,12 +64,14 @@ pub fn admin_router(state: AppState) -> Router {
     finish(admin::routes(state.clone()), state)
 }
 
-/// Layers shared by both listeners. Order (outermost first): metrics, timeout, body limit.
+/// Layers shared by both listeners. Order (outermost first): metrics, protobuf error bodies
+/// (outside the timeout so its 503 is re-encoded too), timeout, body limit.
 fn finish(app: Router<AppState>, state: AppState) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn(protobuf::error_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

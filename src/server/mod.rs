@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: the `Config` (flags + env vars) and its start-up checks.
 //! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
-//!   error format.
+//!   error format; `protobuf`: protobuf bodies and content negotiation for `/recommend`.
 //! - `registry`: live version per model (hot-swap), polling, admin operations; `model`: loading
 //!   and warming one version; `rank`: history → top-k for a batch.
 //! - `batcher`: the bounded queue and dynamic batching on dedicated inference threads.
@@ -14,8 +14,12 @@
 //!   "unknown_items": [ids], "timing": {"queue_us", "inference_us", "batch_size"}}` with headers
 //!   `x-model-version`, `x-queue-time` and `x-inference-time` (integer **microseconds**; the
 //!   inference time is the whole batch's model call + top-k).
-//! - Errors: `{"error", "error_type"}` — `validation` 422, `malformed_json` 400,
-//!   `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
+//! - The same request and answer as protobuf (`proto/recommend.proto`, package `distilrec.v1`):
+//!   `content-type: application/x-protobuf` (or `application/protobuf`) on the request; the
+//!   answer (errors included) is protobuf when `Accept` prefers it, or with no preference when
+//!   the request was protobuf. Same validation, statuses and headers.
+//! - Errors: `{"error", "error_type"}` (protobuf: `ErrorBody`) — `validation` 422,
+//!   `malformed_json` 400, `malformed_protobuf` 400, `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
 //!   `unknown_version` / `not_found` 404, `unauthorized` 401, `load_failed` 422, `conflict` 409,
 //!   `not_ready` / `overloaded` / `timeout` 503 (with `retry-after: 1`), `internal` 500.
 //! - `--http-floor` (benchmarks only, module `floor`): `POST /recommend` parses the request and
@@ -45,6 +49,7 @@ mod floor;
 mod http;
 mod metrics;
 mod model;
+mod protobuf;
 mod rank;
 mod recommend;
 mod registry;

@@ -4,16 +4,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::batcher::{Job, SubmitError};
 use super::errors::ApiError;
-use super::extract::Json;
 use super::http::AppState;
 use super::model::LoadedModel;
+use super::protobuf::{self, Format, RecommendBody};
 use crate::bundle::valid_model_name;
 
 const DEFAULT_K: usize = 10;
@@ -61,28 +61,29 @@ pub struct RecommendRequest {
 }
 
 #[derive(Serialize)]
-struct Item<'a> {
-    id: &'a str,
-    score: f32,
+pub struct Item<'a> {
+    pub id: &'a str,
+    pub score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    title: Option<&'a str>,
+    pub title: Option<&'a str>,
 }
 
 #[derive(Serialize)]
-struct Timing {
-    queue_us: u64,
-    inference_us: u64,
-    batch_size: usize,
+pub struct Timing {
+    pub queue_us: u64,
+    pub inference_us: u64,
+    pub batch_size: usize,
 }
 
+/// The answer in either format (`protobuf::encode_response` maps it onto the .proto message).
 #[derive(Serialize)]
-struct RecommendResponse<'a> {
-    model: &'a str,
-    version: u64,
-    items: Vec<Item<'a>>,
+pub struct RecommendResponse<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    pub items: Vec<Item<'a>>,
     /// History ids not in the model's vocabulary; they were skipped.
-    unknown_items: Vec<String>,
-    timing: Timing,
+    pub unknown_items: Vec<String>,
+    pub timing: Timing,
 }
 
 enum Source {
@@ -92,10 +93,12 @@ enum Source {
 
 /// Headers `x-queue-time` and `x-inference-time` are integer microseconds (also in the body as
 /// `timing.queue_us` / `timing.inference_us`); `x-model-version` is the version that answered.
+/// The body is JSON or protobuf (`protobuf.rs` negotiates); both arrive here as one type.
 #[tracing::instrument(skip_all)]
 pub async fn recommend(
     State(st): State<AppState>,
-    Json(req): Json<RecommendRequest>,
+    headers: HeaderMap,
+    RecommendBody(req): RecommendBody,
 ) -> Result<Response, ApiError> {
     let limits = &st.config;
     let k = req.k.unwrap_or(DEFAULT_K.min(limits.max_k));
@@ -203,6 +206,7 @@ pub async fn recommend(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
 
     Ok(respond(
+        protobuf::response_format(&headers),
         &model,
         &scored.items,
         unknown,
@@ -219,6 +223,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 fn respond(
+    format: Format,
     model: &LoadedModel,
     items: &[(u32, f32)],
     unknown_items: Vec<String>,
@@ -239,18 +244,18 @@ fn respond(
         unknown_items,
         timing,
     };
-    let bytes = match serde_json::to_vec(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::Internal(format!("serializing a response: {e}")).into_response()
-        }
+    let (bytes, content_type) = match format {
+        Format::Protobuf => (protobuf::encode_response(&body), protobuf::CONTENT_TYPE),
+        Format::Json => match serde_json::to_vec(&body) {
+            Ok(b) => (b, "application/json"),
+            Err(e) => {
+                return ApiError::Internal(format!("serializing a response: {e}")).into_response()
+            }
+        },
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert("x-model-version", HeaderValue::from(model.version));
     h.insert("x-queue-time", HeaderValue::from(queue_us));
     h.insert("x-inference-time", HeaderValue::from(inference_us));
