@@ -16,7 +16,7 @@
 # per-user histories become request bodies; default the MovieLens file scripts/setup.sh fetches),
 # OUT, WARMUP, DURATION, FIXED_RATE, SWEEP_START, P99_BOUND_MS, CONNECTIONS,
 # QUICK=1 (short runs, for checking the script), SECTIONS (space-separated subset of
-# "trained large floor python swap wrk", default all: re-measures only those targets in the same
+# "trained large floor python swap wrk protobuf", default all: re-measures only those targets in the same
 # OUT and rewrites BENCHMARKS.md from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
@@ -286,6 +286,27 @@ EOF
         loadtest "student closed" --mode closed --concurrency "$CONNECTIONS" $(body_args 1682) \
             --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
     fi
+    stop_server
+fi
+
+if want protobuf; then
+    # The same bodies as JSON and as protobuf (loadtest --protobuf), same server, same rates: the
+    # fixed moderate rate and half the student's max; then closed-loop saturation for each.
+    log "JSON vs protobuf"
+    start_distilrec "$(single_model_repo student "$MODELS/$STUDENT")" "$STUDENT"
+    half=$(half_max "$OUT/student.sweep.json")
+    for fmt in json protobuf; do
+        flag=(); [[ $fmt == protobuf ]] && flag=(--protobuf)
+        for rate in "$FIXED_RATE" "$half"; do
+            # shellcheck disable=SC2046
+            loadtest "student $fmt" --mode open --rate "$rate" "${flag[@]}" $(body_args 1682) \
+                --json-out "$OUT/format-$fmt-$rate.json" >/dev/null
+        done
+        # shellcheck disable=SC2046
+        loadtest "student $fmt closed" --mode closed --concurrency "$CONNECTIONS" "${flag[@]}" \
+            $(body_args 1682) --json-out "$OUT/format-$fmt-closed.json" >/dev/null
+    done
+    echo "{\"rates\": [$FIXED_RATE, $half]}" >"$OUT/format-rates.json"
     stop_server
 fi
 

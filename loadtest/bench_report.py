@@ -171,6 +171,30 @@ def main():
     else:
         print("not measured")
 
+    rates = load(a.out, "format-rates.json")
+    print("\n## JSON vs protobuf bodies (student, same server, same bodies and rates)\n")
+    if rates:
+        print("`loadtest --protobuf` sends each body as `application/x-protobuf` and asks for a "
+              "protobuf answer (Accept); the JSON rows send the same requests as JSON.\n")
+        print("| format | load | req/s | p50 ms | p99 ms | errors | server inference p50 µs |\n"
+              "|---|---|---|---|---|---|---|")
+        for fmt in ("json", "protobuf"):
+            for rate in rates["rates"]:
+                r = load(a.out, f"format-{fmt}-{rate}.json")
+                if r:
+                    l = r["latency_us"]
+                    print(f"| {fmt} | open loop {rate:,}/s | {r['throughput_rps']:,.0f} | {ms(l['p50'])} | "
+                          f"{ms(l['p99'])} | {r['requests']['errors']} | "
+                          f"{r['server']['inference_time_us']['p50']} |")
+            r = load(a.out, f"format-{fmt}-closed.json")
+            if r:
+                l = r["latency_us"]
+                print(f"| {fmt} | closed loop, {r['connections']} in flight | "
+                      f"{r['throughput_rps']:,.0f} | {ms(l['p50'])} | {ms(l['p99'])} | "
+                      f"{r['requests']['errors']} | {r['server']['inference_time_us']['p50']} |")
+    else:
+        print("not measured")
+
     print("\n## Acceptance targets (issue 4)\n")
     s100, t100 = m("student100k"), m("teacher100k")
     print(check(None if s100 is None or t100 is None else s100 >= 3 * t100,
