@@ -215,6 +215,22 @@ def main():
     else:
         print(check(None, "swap every second: zero errors, p99 within 1.5× of steady state"))
 
+    print("""
+## Reading these numbers
+
+- Client and server share the machine's cores, so every target pays for the client's CPU; the
+  ratios (same client, same settings, one run) are the result, absolute values move between runs
+  on a shared machine.
+- The 100k-item rows use synthetic weights with the student's trained architecture and the
+  `distill` job's MLP-teacher shape (the EASE teacher would need a 100k × 100k matrix). At that
+  size one model call streams the whole item matrix, so a lone request costs milliseconds and the
+  teacher's single-request latency sits near the p99 bound by itself.
+- wrk runs a Lua `request()` per request to rotate bodies; that costs client CPU on these shared
+  cores, which is why it can report less throughput than `loadtest --mode closed` at the same
+  connection count. Latency percentiles of the two should still agree in magnitude.
+- The hot-swap run loads and warms a full model version every second (on a low-priority thread);
+  the window is ±250 ms around each swap request.""")
+
     if cmds:
         print("\n## Commands\n\n```")
         print("\n".join(cmds))
