@@ -229,7 +229,7 @@ def main():
   cores, which is why it can report less throughput than `loadtest --mode closed` at the same
   connection count. Latency percentiles of the two should still agree in magnitude.
 - The hot-swap run loads and warms a full model version every second (on a low-priority thread);
-  the window is ±250 ms around each swap request.""")
+  "inside" is the window around each swap request shown above.""")
 
     if cmds:
         print("\n## Commands\n\n```")
