@@ -18,7 +18,8 @@
 //!   `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
 //!   `unknown_version` / `not_found` 404, `unauthorized` 401, `load_failed` 422, `conflict` 409,
 //!   `not_ready` / `overloaded` / `timeout` 503 (with `retry-after: 1`), `internal` 500.
-//! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`.
+//! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`,
+//!   `GET /openapi.json` (the OpenAPI document, `openapi`; committed as `proto/openapi.json`).
 //! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
 //!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
 //!
@@ -42,6 +43,7 @@ mod extract;
 mod http;
 mod metrics;
 mod model;
+mod openapi;
 mod rank;
 mod recommend;
 mod registry;
@@ -59,6 +61,7 @@ pub use batcher::{Next, Pending, State as BatchState};
 pub use config::Config;
 pub use http::{router, AppState};
 pub use metrics::Metrics;
+pub use openapi::document as openapi_document;
 pub use rank::{rank, RankRequest};
 
 use batcher::BatcherConfig;

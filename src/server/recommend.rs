@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use utoipa::ToSchema;
 
 use super::batcher::{Job, SubmitError};
 use super::errors::ApiError;
@@ -45,38 +46,53 @@ impl<'de> Deserialize<'de> for ExternalId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Send exactly one of `history` and `user_id`. The limits shown (`k` ≤ 100, 1000 ids) are the
+/// defaults of `--max-k` and `--max-history`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendRequest {
+    /// Item ids the user interacted with; unknown ids are skipped and listed in `unknown_items`.
+    /// They are never recommended back.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub history: Option<Vec<ExternalId>>,
+    /// A user of the model's `users.tsv`: their stored history is used (and not recommended).
     #[serde(default)]
     pub user_id: Option<ExternalId>,
+    /// How many items to return (default 10, at most `--max-k`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<usize>,
+    /// Item ids never to return; unknown ones are ignored.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub exclude: Vec<ExternalId>,
+    /// Model name; the server's default model when absent.
     #[serde(default)]
     pub model: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Item<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendedItem)]
+pub(super) struct Item<'a> {
     id: &'a str,
     score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     title: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct Timing {
+#[derive(Serialize, ToSchema)]
+pub(super) struct Timing {
+    /// Microseconds from admission to the start of the batch's model call.
     queue_us: u64,
+    /// Microseconds of the whole batch's model call and top-k.
     inference_us: u64,
+    /// Requests in the batch that answered this one.
     batch_size: usize,
 }
 
-#[derive(Serialize)]
-struct RecommendResponse<'a> {
+#[derive(Serialize, ToSchema)]
+pub(super) struct RecommendResponse<'a> {
     model: &'a str,
     version: u64,
     items: Vec<Item<'a>>,

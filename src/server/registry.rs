@@ -17,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::batcher::{Batcher, BatcherConfig};
 use super::metrics::Metrics;
@@ -55,9 +56,10 @@ pub enum RegistryError {
 }
 
 /// A load that failed, remembered until the version's files change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LoadFailure {
     pub version: u64,
+    /// Stable label of the cause (e.g. `checksum`, `output_shape`, `warmup`).
     pub kind: &'static str,
     pub error: String,
     /// Unix seconds.
@@ -457,7 +459,7 @@ impl Registry {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelSummary {
     pub name: String,
     pub default: bool,
@@ -467,7 +469,7 @@ pub struct ModelSummary {
     pub versions: Vec<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LiveInfo {
     pub version: u64,
     pub role: Role,
@@ -477,10 +479,11 @@ pub struct LiveInfo {
     pub architecture: String,
     pub created_at: u64,
     pub loaded_at: u64,
+    /// Offline evaluation results recorded in the manifest.
     pub metrics: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelDetail {
     pub name: String,
     pub default: bool,
