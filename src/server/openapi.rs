@@ -71,13 +71,32 @@ impl Modify for BearerToken {
 /// The document as served and committed: pretty-printed, with a final newline.
 pub fn document() -> &'static str {
     static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-        let mut text = ApiDoc::openapi()
-            .to_pretty_json()
+        let mut doc = serde_json::to_value(ApiDoc::openapi())
             .expect("the OpenAPI document is plain data and always serializes");
+        add_request_rules(&mut doc["components"]["schemas"]["RecommendRequest"]);
+        let mut text = serde_json::to_string_pretty(&doc).expect("a JSON value serializes");
         text.push('\n');
         text
     });
     DOCUMENT.as_str()
+}
+
+/// What the derive cannot say about `RecommendRequest`: exactly one of `history` and `user_id`
+/// (null counts as absent), and an example that works on the committed models. Patched on the
+/// JSON because utoipa's `Schema` has no room for an object that is also a `oneOf`.
+fn add_request_rules(schema: &mut Value) {
+    assert!(schema.is_object(), "RecommendRequest is a component");
+    schema["oneOf"] = json!([
+        {
+            "required": ["history"],
+            "properties": {"history": {"type": "array"}, "user_id": {"type": "null"}}
+        },
+        {
+            "required": ["user_id"],
+            "properties": {"history": {"type": "null"}, "user_id": {"not": {"type": "null"}}}
+        }
+    ]);
+    schema["examples"] = json!([{"history": [242, "302"], "k": 5}, {"user_id": 1}]);
 }
 
 pub async fn serve() -> Response {
@@ -309,7 +328,7 @@ fn list_models() {}
     get,
     path = "/v1/models/{name}",
     tag = "operations",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, description = "Model name", example = "ml100k")),
     responses(
         (status = 200, description = "The model", body = ModelDetail),
         (status = 404, description = "`unknown_model`", body = ErrorBody)
@@ -344,7 +363,7 @@ fn openapi_json() {}
     path = "/admin/models/{name}/load",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, description = "Model name", example = "ml100k")),
     request_body(content = LoadRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Live and pinned", body = AdminResult),
@@ -369,7 +388,7 @@ fn admin_load() {}
     path = "/admin/models/{name}/rollback",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, description = "Model name", example = "ml100k")),
     responses(
         (status = 200, description = "Rolled back and pinned", body = AdminResult),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
@@ -390,7 +409,7 @@ fn admin_rollback() {}
     path = "/admin/models/{name}/unpin",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, description = "Model name", example = "ml100k")),
     responses(
         (status = 200, description = "Unpinned", body = AdminResult),
         (status = 401, description = "`unauthorized`", body = ErrorBody),

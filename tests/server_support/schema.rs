@@ -1,5 +1,5 @@
 //! A small JSON Schema checker for the subset the OpenAPI document uses (`$ref`, `type` incl.
-//! type lists, `enum`, `properties`, `required`, `additionalProperties`, `items`, `oneOf`,
+//! type lists, `enum`, `properties`, `required`, `additionalProperties`, `items`, `oneOf`, `not`,
 //! `minimum`/`maximum`, `maxItems`, `maxLength`), so tests can validate real responses against
 //! the committed document without a validator crate. Anything else in a schema is ignored.
 
@@ -61,6 +61,11 @@ impl Document {
                 .count();
             if matching != 1 {
                 out.push(format!("{at}: matches {matching} of the oneOf variants"));
+            }
+        }
+        if let Some(not) = schema.get("not") {
+            if self.errors(not, value).is_empty() {
+                out.push(format!("{at}: {value} matches a `not` schema"));
             }
         }
         if let Some(types) = schema.get("type") {
