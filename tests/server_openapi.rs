@@ -61,7 +61,10 @@ impl Checker<'_> {
             assert!(content_type.starts_with("text/plain"), "{content_type}");
             return (status, Value::Null);
         }
-        assert!(content_type.starts_with("application/json"), "{content_type}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
         let body: Value = serde_json::from_str(&text).expect("a JSON body");
         self.doc
             .assert_valid(schema, &body, &format!("{method} {template} {status}"));
@@ -120,30 +123,56 @@ fn the_server_serves_the_committed_document_and_answers_by_it() {
     // Every error /recommend can be driven to without load.
     let expect = [
         (json!({"user_id": "nobody"}), 404, "unknown_user"),
-        (json!({"history": [], "model": "nope"}), 404, "unknown_model"),
+        (
+            json!({"history": [], "model": "nope"}),
+            404,
+            "unknown_model",
+        ),
         (json!({"history": [], "k": 0}), 422, "validation"),
         (json!({"histroy": []}), 422, "validation"),
-        (json!({"history": ["i1"], "user_id": "u1"}), 422, "validation"),
+        (
+            json!({"history": ["i1"], "user_id": "u1"}),
+            422,
+            "validation",
+        ),
         (json!({"history": [-1]}), 422, "validation"),
     ];
     for (body, status, error_type) in expect {
         let (s, answer) = c.post_json(rec, rec, &body);
-        assert_eq!((s, answer["error_type"].as_str()), (status, Some(error_type)));
+        assert_eq!(
+            (s, answer["error_type"].as_str()),
+            (status, Some(error_type))
+        );
     }
     let raw = |ct: &str, body: Vec<u8>| {
         http.post(server.url(rec))
             .header("content-type", ct)
             .body(body)
     };
-    assert_eq!(c.check("post", rec, raw("application/json", b"{".to_vec())).0, 400);
-    assert_eq!(c.check("post", rec, raw("text/plain", b"{}".to_vec())).0, 415);
+    assert_eq!(
+        c.check("post", rec, raw("application/json", b"{".to_vec()))
+            .0,
+        400
+    );
+    assert_eq!(
+        c.check("post", rec, raw("text/plain", b"{}".to_vec())).0,
+        415
+    );
     let big = vec![b' '; 300 * 1024];
     assert_eq!(c.check("post", rec, raw("application/json", big)).0, 413);
     assert_eq!(c.check("post", rec, http.get(server.url(rec))).0, 405);
 
     // Read-only routes.
-    assert_eq!(c.check("get", "/healthz", http.get(server.url("/healthz"))).0, 200);
-    assert_eq!(c.check("get", "/metrics", http.get(server.url("/metrics"))).0, 200);
+    assert_eq!(
+        c.check("get", "/healthz", http.get(server.url("/healthz")))
+            .0,
+        200
+    );
+    assert_eq!(
+        c.check("get", "/metrics", http.get(server.url("/metrics")))
+            .0,
+        200
+    );
     let (_, ready) = c.check("get", "/readyz", http.get(server.url("/readyz")));
     assert_eq!(ready["status"], "ready");
     let (_, models) = c.check("get", "/v1/models", http.get(server.url("/v1/models")));
@@ -151,7 +180,11 @@ fn the_server_serves_the_committed_document_and_answers_by_it() {
     let detail = "/v1/models/{name}";
     let (s, d) = c.check("get", detail, http.get(server.url("/v1/models/ml100k")));
     assert_eq!((s, &d["live"]["version"]), (200, &json!(1)));
-    assert_eq!(c.check("get", detail, http.get(server.url("/v1/models/nope"))).0, 404);
+    assert_eq!(
+        c.check("get", detail, http.get(server.url("/v1/models/nope")))
+            .0,
+        404
+    );
 
     // Admin routes.
     let load = "/admin/models/{name}/load";

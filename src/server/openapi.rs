@@ -490,6 +490,9 @@ mod tests {
             schemas["RecommendRequest"]["additionalProperties"],
             json!(false)
         );
-        assert_eq!(schemas["Role"]["enum"], json!(["teacher", "student", "baseline"]));
+        assert_eq!(
+            schemas["Role"]["enum"],
+            json!(["teacher", "student", "baseline"])
+        );
     }
 }

@@ -131,7 +131,10 @@ impl Document {
             }
             for (key, v) in object {
                 let path = format!("{at}.{key}");
-                match (properties.and_then(|p| p.get(key)), schema.get("additionalProperties")) {
+                match (
+                    properties.and_then(|p| p.get(key)),
+                    schema.get("additionalProperties"),
+                ) {
                     (Some(s), _) => self.check(s, v, &path, out),
                     (None, Some(Value::Bool(false))) => {
                         out.push(format!("{at}: unexpected property `{key}`"))
@@ -152,7 +155,9 @@ fn has_type(value: &Value, t: &str) -> bool {
         "array" => value.is_array(),
         "object" => value.is_object(),
         "number" => value.is_number(),
-        "integer" => value.is_u64() || value.is_i64() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "integer" => {
+            value.is_u64() || value.is_i64() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         _ => panic!("unknown JSON Schema type {t}"),
     }
 }
