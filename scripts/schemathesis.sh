@@ -55,7 +55,8 @@ start=$(date +%s)
 status=0
 # From the scratch directory: schemathesis keeps a crash cache in the working directory.
 st="$PWD/$venv/bin/schemathesis"
-(cd "$work" && "$st" run "$base/openapi.json" \
+config="$PWD/scripts/schemathesis.toml"
+(cd "$work" && "$st" --config-file "$config" run "$base/openapi.json" \
     --url "$base" \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
