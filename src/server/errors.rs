@@ -50,6 +50,27 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Every `error_type` label, in the order of the variants: the OpenAPI document's enum. A unit
+/// test keeps it equal to what `status_and_type` returns.
+pub const ERROR_TYPES: &[&str] = &[
+    "validation",
+    "malformed_json",
+    "malformed_protobuf",
+    "unsupported_media_type",
+    "payload_too_large",
+    "unknown_user",
+    "unknown_model",
+    "unknown_version",
+    "not_ready",
+    "overloaded",
+    "timeout",
+    "unauthorized",
+    "load_failed",
+    "conflict",
+    "not_found",
+    "internal",
+];
+
 impl ApiError {
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
@@ -131,6 +152,62 @@ mod tests {
     async fn body_json(r: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// One value of each variant; the `match` stops compiling when a variant is added, which is
+    /// the reminder to list its label in `ERROR_TYPES` (and so in the OpenAPI document).
+    fn every_variant() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::Validation(String::new()),
+            ApiError::MalformedJson(String::new()),
+            ApiError::MalformedProtobuf(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::UnknownUser(String::new()),
+            ApiError::UnknownModel(String::new()),
+            ApiError::UnknownVersion {
+                model: String::new(),
+                version: 1,
+            },
+            ApiError::NotReady(String::new()),
+            ApiError::Overloaded,
+            ApiError::Timeout,
+            ApiError::Unauthorized,
+            ApiError::LoadFailed(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::NotFound,
+            ApiError::Internal(String::new()),
+        ];
+        for e in &all {
+            match e {
+                ApiError::Validation(_)
+                | ApiError::MalformedJson(_)
+                | ApiError::MalformedProtobuf(_)
+                | ApiError::UnsupportedMediaType
+                | ApiError::PayloadTooLarge
+                | ApiError::UnknownUser(_)
+                | ApiError::UnknownModel(_)
+                | ApiError::UnknownVersion { .. }
+                | ApiError::NotReady(_)
+                | ApiError::Overloaded
+                | ApiError::Timeout
+                | ApiError::Unauthorized
+                | ApiError::LoadFailed(_)
+                | ApiError::Conflict(_)
+                | ApiError::NotFound
+                | ApiError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn error_types_are_exactly_the_variants_labels() {
+        let labels: Vec<&str> = every_variant()
+            .iter()
+            .map(|e| e.status_and_type().1)
+            .collect();
+        assert_eq!(labels, ERROR_TYPES);
     }
 
     #[tokio::test]

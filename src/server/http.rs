@@ -52,7 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}", get(model_detail))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(super::openapi::serve));
     if state.config.admin_token.is_some() && state.config.admin_addr.is_none() {
         app = app.merge(admin::routes(state.clone()));
     }

@@ -19,12 +19,14 @@
 //!   answer (errors included) is protobuf when `Accept` prefers it, or with no preference when
 //!   the request was protobuf. Same validation, statuses and headers.
 //! - Errors: `{"error", "error_type"}` (protobuf: `ErrorBody`) — `validation` 422,
-//!   `malformed_json` 400, `malformed_protobuf` 400, `unsupported_media_type` 415, `payload_too_large` 413, `unknown_user` / `unknown_model` /
+//!   `malformed_json` 400, `malformed_protobuf` 400, `unsupported_media_type` 415,
+//!   `payload_too_large` 413, `unknown_user` / `unknown_model` /
 //!   `unknown_version` / `not_found` 404, `unauthorized` 401, `load_failed` 422, `conflict` 409,
 //!   `not_ready` / `overloaded` / `timeout` 503 (with `retry-after: 1`), `internal` 500.
 //! - `--http-floor` (benchmarks only, module `floor`): `POST /recommend` parses the request and
 //!   answers a fixed 10-item body through the same router and middleware; no model is loaded.
-//! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`.
+//! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`,
+//!   `GET /openapi.json` (the OpenAPI document, `openapi`; committed as `proto/openapi.json`).
 //! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
 //!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
 //!
@@ -49,6 +51,7 @@ mod floor;
 mod http;
 mod metrics;
 mod model;
+mod openapi;
 mod protobuf;
 mod rank;
 mod recommend;
@@ -67,6 +70,7 @@ pub use batcher::{Next, Pending, State as BatchState};
 pub use config::Config;
 pub use http::{router, AppState};
 pub use metrics::Metrics;
+pub use openapi::document as openapi_document;
 pub use rank::{rank, RankRequest};
 
 use batcher::BatcherConfig;

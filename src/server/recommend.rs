@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use utoipa::ToSchema;
 
 use super::batcher::{Job, SubmitError};
 use super::errors::ApiError;
@@ -45,22 +46,34 @@ impl<'de> Deserialize<'de> for ExternalId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Send exactly one of `history` and `user_id`. The limits shown (`k` ≤ 100, 1000 ids) are the
+/// defaults of `--max-k` and `--max-history`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecommendRequest {
+    /// Item ids the user interacted with; unknown ids are skipped and listed in `unknown_items`.
+    /// They are never recommended back.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub history: Option<Vec<ExternalId>>,
+    /// A user of the model's `users.tsv`: their stored history is used (and not recommended).
     #[serde(default)]
     pub user_id: Option<ExternalId>,
+    /// How many items to return (default 10, at most `--max-k`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<usize>,
+    /// Item ids never to return; unknown ones are ignored.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub exclude: Vec<ExternalId>,
+    /// Model name; the server's default model when absent.
     #[serde(default)]
     pub model: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendedItem)]
 pub struct Item<'a> {
     pub id: &'a str,
     pub score: f32,
@@ -68,15 +81,18 @@ pub struct Item<'a> {
     pub title: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Timing {
+    /// Microseconds from admission to the start of the batch's model call.
     pub queue_us: u64,
+    /// Microseconds of the whole batch's model call and top-k.
     pub inference_us: u64,
+    /// Requests in the batch that answered this one.
     pub batch_size: usize,
 }
 
 /// The answer in either format (`protobuf::encode_response` maps it onto the .proto message).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RecommendResponse<'a> {
     pub model: &'a str,
     pub version: u64,

@@ -18,6 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 use tokio::sync::oneshot;
+use utoipa::ToSchema;
 
 use super::batcher::{Batcher, BatcherConfig};
 use super::metrics::Metrics;
@@ -56,9 +57,10 @@ pub enum RegistryError {
 }
 
 /// A load that failed, remembered until the version's files change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LoadFailure {
     pub version: u64,
+    /// Stable label of the cause (e.g. `checksum`, `output_shape`, `warmup`).
     pub kind: &'static str,
     pub error: String,
     /// Unix seconds.
@@ -455,7 +457,7 @@ impl Registry {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelSummary {
     pub name: String,
     pub default: bool,
@@ -465,7 +467,7 @@ pub struct ModelSummary {
     pub versions: Vec<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LiveInfo {
     pub version: u64,
     pub role: Role,
@@ -475,10 +477,11 @@ pub struct LiveInfo {
     pub architecture: String,
     pub created_at: u64,
     pub loaded_at: u64,
+    /// Offline evaluation results recorded in the manifest.
     pub metrics: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelDetail {
     pub name: String,
     pub default: bool,
