@@ -161,7 +161,7 @@ mod tests {
             ApiError::Validation(String::new()),
             ApiError::MalformedJson(String::new()),
             ApiError::MalformedProtobuf(String::new()),
-            ApiError::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType(""),
             ApiError::PayloadTooLarge,
             ApiError::UnknownUser(String::new()),
             ApiError::UnknownModel(String::new()),
@@ -183,7 +183,7 @@ mod tests {
                 ApiError::Validation(_)
                 | ApiError::MalformedJson(_)
                 | ApiError::MalformedProtobuf(_)
-                | ApiError::UnsupportedMediaType
+                | ApiError::UnsupportedMediaType(_)
                 | ApiError::PayloadTooLarge
                 | ApiError::UnknownUser(_)
                 | ApiError::UnknownModel(_)
