@@ -180,20 +180,20 @@ def main():
               "protobuf answer (Accept); the JSON rows send the same requests as JSON.\n")
         print("| format | load | req/s | p50 ms | p99 ms | errors | server inference p50 µs |\n"
               "|---|---|---|---|---|---|---|")
+        def row(fmt, load_text, r):
+            l = r["latency_us"]
+            print(f"| {fmt} | {load_text} | {r['throughput_rps']:,.0f} | {ms(l['p50'])} | "
+                  f"{ms(l['p99'])} | {r['requests']['errors']} | "
+                  f"{r['server']['inference_time_us']['p50']} |")
+
         for fmt in ("json", "protobuf"):
             for rate in rates["rates"]:
                 r = load(a.out, f"format-{fmt}-{rate}.json")
                 if r:
-                    l = r["latency_us"]
-                    print(f"| {fmt} | open loop {rate:,}/s | {r['throughput_rps']:,.0f} | {ms(l['p50'])} | "
-                          f"{ms(l['p99'])} | {r['requests']['errors']} | "
-                          f"{r['server']['inference_time_us']['p50']} |")
+                    row(fmt, f"open loop {rate:,}/s", r)
             r = load(a.out, f"format-{fmt}-closed.json")
             if r:
-                l = r["latency_us"]
-                print(f"| {fmt} | closed loop, {r['connections']} in flight | "
-                      f"{r['throughput_rps']:,.0f} | {ms(l['p50'])} | {ms(l['p99'])} | "
-                      f"{r['requests']['errors']} | {r['server']['inference_time_us']['p50']} |")
+                row(fmt, f"closed loop, {r['connections']} in flight", r)
     else:
         print("not measured")
 
