@@ -14,7 +14,7 @@ use distilrec::bundle::{list_versions, Bundle, Role};
 use distilrec::onnx::{
     write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer,
 };
-use distilrec::server::{rank, RankRequest};
+use distilrec::server::{rank, RankRequest, Scoring};
 
 const ML100K_ROWS: usize = 1683;
 const HISTORY_LEN: usize = 50;
@@ -61,7 +61,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("recommend");
     for (label, bundle) in &bundles {
         let n_rows = bundle.manifest.n_rows;
-        let scorer = OnnxScorer::load(&bundle.model_bytes, n_rows).expect("bundle model loads");
+        let scorer = Scoring::FullScores(
+            OnnxScorer::load(&bundle.model_bytes, n_rows).expect("bundle model loads"),
+        );
         for batch in [1usize, 32] {
             let hs = histories(n_rows, batch);
             let requests: Vec<RankRequest<'_>> = hs

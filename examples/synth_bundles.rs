@@ -4,6 +4,11 @@
 //! change the cost of a forward pass, so these measure what a real model of that size would.
 //! (The EASE teacher cannot be built at this size: its item-item matrix would hold 10^10 floats.)
 //!
+//! The student's item side is a clustered catalogue (`engine::synthetic::clustered_items`), not
+//! uniform noise, so the ANN engine is measured on data shaped like trained embeddings. Besides
+//! the format-1 `student<N>` (one ONNX graph scoring every item) it writes the same student as a
+//! two-tower bundle `student<N>-tt` (user encoder + items.f32) for the scoring engines.
+//!
 //!     cargo run --release --example synth_bundles -- --out /tmp/synth --items 100000
 
 use std::path::PathBuf;
@@ -11,7 +16,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use distilrec::bundle::{Bundle, Role};
-use distilrec::onnx::{write_synthetic_bundle, Activation, MeanMlpWeights, ModelWeights};
+use distilrec::engine::synthetic::clustered_items;
+use distilrec::onnx::{
+    write_synthetic_bundle, write_synthetic_two_tower, Activation, MeanMlpWeights, ModelWeights,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -31,6 +39,17 @@ struct Args {
     teacher_hidden: Vec<usize>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Clusters of the synthetic item catalogue.
+    #[arg(long, default_value_t = 256)]
+    clusters: usize,
+    /// Which bundles to write (comma-separated): student (format 1), student-tt (two-tower),
+    /// teacher (format 1, MLP teacher shape).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "student,student-tt,teacher"
+    )]
+    write: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,29 +71,49 @@ fn main() -> anyhow::Result<()> {
     if arch.activation.as_deref() == Some("tanh") {
         student.activation = Activation::Tanh;
     }
-    let teacher = MeanMlpWeights::random(
-        n_rows,
-        args.teacher_dim,
-        &args.teacher_hidden,
-        args.seed + 1,
-    );
-    let suffix = if args.items % 1000 == 0 {
+    let catalogue = clustered_items(n_rows, student.d_last(), args.clusters, args.seed + 2);
+    student.set_item_matrix(&catalogue);
+    drop(catalogue);
+    let suffix = if args.items.is_multiple_of(1_000_000) {
+        format!("{}m", args.items / 1_000_000)
+    } else if args.items.is_multiple_of(1000) {
         format!("{}k", args.items / 1000)
     } else {
         args.items.to_string()
     };
-    for (name, weights, role) in [
-        (format!("student{suffix}"), student, Role::Student),
-        (format!("teacher{suffix}"), teacher, Role::Teacher),
-    ] {
-        let weights = ModelWeights::MeanMlp(weights);
-        let dir = write_synthetic_bundle(&args.out, &name, &weights, role)?;
-        println!(
-            "{}\t{} parameters\t{}",
-            name,
-            weights.parameter_count(),
-            dir.display()
+    let wants = |what: &str| args.write.iter().any(|w| w == what);
+    for w in &args.write {
+        if !["student", "student-tt", "teacher"].contains(&w.as_str()) {
+            bail!("--write: unknown bundle `{w}` (student, student-tt, teacher)");
+        }
+    }
+    let mut written = Vec::new();
+    if wants("student-tt") {
+        let name = format!("student{suffix}-tt");
+        let dir = write_synthetic_two_tower(&args.out, &name, &student, Role::Student, None)?;
+        let params = ModelWeights::MeanMlp(student.clone()).parameter_count();
+        written.push((name, params, dir));
+    }
+    if wants("student") {
+        let name = format!("student{suffix}");
+        let weights = ModelWeights::MeanMlp(student);
+        let dir = write_synthetic_bundle(&args.out, &name, &weights, Role::Student)?;
+        written.push((name, weights.parameter_count(), dir));
+    }
+    if wants("teacher") {
+        let teacher = MeanMlpWeights::random(
+            n_rows,
+            args.teacher_dim,
+            &args.teacher_hidden,
+            args.seed + 1,
         );
+        let name = format!("teacher{suffix}");
+        let weights = ModelWeights::MeanMlp(teacher);
+        let dir = write_synthetic_bundle(&args.out, &name, &weights, Role::Teacher)?;
+        written.push((name, weights.parameter_count(), dir));
+    }
+    for (name, params, dir) in written {
+        println!("{name}\t{params} parameters\t{}", dir.display());
     }
     Ok(())
 }

@@ -6,18 +6,23 @@
 # It builds release binaries, prepares the bundles, starts each target alone on this machine and
 # measures it with the SAME client settings:
 #   student / teacher (trained bundles, 1,682 items), student / teacher at 100k items (synthetic
-#   weights, same architectures), the HTTP floor, and a FastAPI + onnxruntime service (venv).
+#   weights, same architectures), the HTTP floor, a FastAPI + onnxruntime service (venv), and the
+#   naive axum + tract baseline (examples/naive_server.rs) at 1,682 and at 100k items.
 # For each: a rate sweep (max throughput with p99 <= P99_BOUND_MS), an open-loop run at a fixed
-# moderate rate (p50/p99), and the server's RSS. Then a hot-swap run and a cross-check with wrk.
-# Results: $OUT/*.json|md|png and BENCHMARKS.md (written by loadtest/bench_report.py).
+# moderate rate (p50/p99), a closed-loop `wrk -t1 -c$WRK_CONNECTIONS --latency` run with the same
+# bodies ($OUT/<target>.wrk.txt), and the server's RSS. Then a hot-swap run and a cross-check of
+# wrk against loadtest's closed loop.
+# Results: $OUT/*.json|md|png|txt and $REPORT (default BENCHMARKS.md, by loadtest/bench_report.py).
 #
 # Knobs (environment): MODELS (repository with the trained bundles), STUDENT / TEACHER (their
 # model names there, default ml100k / ml100k-teacher), BODIES (user<TAB>item interactions whose
 # per-user histories become request bodies; default the MovieLens file scripts/setup.sh fetches),
-# OUT, WARMUP, DURATION, FIXED_RATE, SWEEP_START, P99_BOUND_MS, CONNECTIONS,
-# QUICK=1 (short runs, for checking the script), SECTIONS (space-separated subset of
-# "trained large floor python swap wrk protobuf", default all: re-measures only those targets in the same
-# OUT and rewrites BENCHMARKS.md from every result there).
+# OUT, WARMUP, DURATION, FIXED_RATE, SWEEP_START, P99_BOUND_MS, CONNECTIONS, WRK_CONNECTIONS
+# (closed-loop wrk column, default 32), REPORT (where the Markdown report goes, default
+# BENCHMARKS.md: point it elsewhere for QUICK runs), QUICK=1 (short runs, for checking the
+# script), SECTIONS (space-separated subset of
+# "trained large engines naive floor python swap wrk protobuf", default all: re-measures only those targets
+# in the same OUT and rewrites $REPORT from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
 # stealing the cores it measures.
@@ -30,6 +35,7 @@ MODELS=${MODELS:-$ROOT/models}
 STUDENT=${STUDENT:-ml100k}
 TEACHER=${TEACHER:-ml100k-teacher}
 BODIES=${BODIES:-$ROOT/data/ml-100k.inter}
+REPORT=${REPORT:-$ROOT/BENCHMARKS.md}
 [[ -f $BODIES ]] || { echo "[bench] no $BODIES: run scripts/setup.sh or set BODIES" >&2; exit 1; }
 if [[ -z ${BENCH_LOCKED:-} ]]; then
     exec env BENCH_LOCKED=1 flock /tmp/distilrec-cpu.lock "$0" "$@"
@@ -45,6 +51,7 @@ FIXED_RATE=${FIXED_RATE:-2000}
 SWEEP_START=${SWEEP_START:-1000}
 P99_BOUND_MS=${P99_BOUND_MS:-10}
 CONNECTIONS=${CONNECTIONS:-64}
+WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 PORT=${PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
 ADMIN_TOKEN=bench-token
@@ -66,7 +73,8 @@ want() { [[ " ${SECTIONS:-all} " == *" all "* || " ${SECTIONS:-} " == *" $1 "* ]
 # ---------------------------------------------------------------------------------------------
 build() {
     log "building release binaries"
-    cargo build --release -p distilrec --no-default-features --bin distilrec --example synth_bundles
+    cargo build --release -p distilrec ${BUILD_FEATURES---no-default-features} --bin distilrec --example synth_bundles \
+        --example naive_server
     cargo build --release -p loadtest --bin loadtest
 }
 
@@ -104,9 +112,10 @@ make_synthetic_100k() {
 
 # ---------------------------------------------------------------------------------------------
 SERVER_PID=
-start_distilrec() { # repo model
+start_distilrec() { # repo model   (EXTRA_SERVER_ARGS: more flags, e.g. "--engine ann")
+    # shellcheck disable=SC2086
     "$BIN/distilrec" --models "$1" --default-model "$2" --addr "127.0.0.1:$PORT" \
-        --admin-addr "127.0.0.1:$ADMIN_PORT" --admin-token "$ADMIN_TOKEN" \
+        --admin-addr "127.0.0.1:$ADMIN_PORT" --admin-token "$ADMIN_TOKEN" ${EXTRA_SERVER_ARGS:-} \
         >"$OUT/server-$2.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "http://127.0.0.1:$PORT/readyz"
@@ -122,6 +131,13 @@ start_floor() {
     wait_ready "http://127.0.0.1:$PORT/readyz"
 }
 
+# The baseline every change must beat: examples/naive_server.rs on one bundle directory.
+start_naive() { # bundle_dir label
+    "$BIN/examples/naive_server" --bundle "$1" --addr "127.0.0.1:$PORT" >"$OUT/server-$2.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$PORT/readyz"
+}
+
 start_python() { # bundle_dir
     "$PY" "$ROOT/loadtest/python_service.py" "$1" --port "$PORT" --processes "$(nproc)" \
         >"$OUT/server-python.log" 2>&1 &
@@ -129,13 +145,13 @@ start_python() { # bundle_dir
     wait_ready "http://127.0.0.1:$PORT/readyz"
 }
 
-wait_ready() {
-    for _ in $(seq 1 300); do
+wait_ready() { # url   (READY_TIMEOUT: seconds, default 60; an ANN index over 1M items takes minutes)
+    for _ in $(seq 1 $(( ${READY_TIMEOUT:-60} * 5 ))); do
         if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then log "server exited; see $OUT/server-*.log"; return 1; fi
         sleep 0.2
     done
-    log "server not ready after 60 s"; return 1
+    log "server not ready after ${READY_TIMEOUT:-60} s"; return 1
 }
 
 stop_server() {
@@ -167,9 +183,11 @@ loadtest() { # name args...   (DUR=seconds overrides --duration for one call)
     "${cmd[@]}"
 }
 
-# Sweep + fixed-rate run + RSS for the server currently running.
-measure() { # name body-args...   (START=rate overrides the sweep's first rate)
-    local name=$1; shift
+# Sweep + fixed-rate run + closed-loop wrk run + RSS for the server currently running.
+measure() { # name n_items   (START=rate overrides the sweep's first rate)
+    local name=$1 items=$2
+    # shellcheck disable=SC2046
+    set -- $(body_args "$items")
     log "measuring $name"
     loadtest "$name" "${SWEEP[@]}" --rate "${START:-$SWEEP_START}" "$@" --json-out "$OUT/$name.sweep.json" \
         --md-out "$OUT/$name.sweep.md" --plot "$OUT/$name.sweep.png" >/dev/null
@@ -180,6 +198,7 @@ measure() { # name body-args...   (START=rate overrides the sweep's first rate)
     half=$(half_max "$OUT/$name.sweep.json")
     loadtest "$name" --mode open --rate "$half" "$@" --json-out "$OUT/$name.half.json" \
         --md-out "$OUT/$name.half.md" >/dev/null
+    wrk_run "$OUT/$name.wrk.txt" "$items" "$WRK_CONNECTIONS"
     rss_kb >"$OUT/$name.rss.json"
 }
 
@@ -195,19 +214,78 @@ body_args() { # n_items: real histories at 1,682 items, synthetic ids for synthe
     fi
 }
 
+ensure_wrk() {
+    command -v wrk >/dev/null && return 0
+    (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || log "could not install wrk"
+    command -v wrk >/dev/null
+}
+
+# The bodies loadtest sends for n_items (body_args), dumped once per run, and a wrk script that
+# POSTs them one per request, in order. Prints the script's path.
+wrk_script() { # n_items
+    local bodies=$OUT/bodies-$1.jsonl script=$OUT/wrk-post-$1.lua
+    # shellcheck disable=SC2046
+    "$BIN/loadtest" --url "http://127.0.0.1:$PORT" --k 10 --seed 42 --history-len 50 \
+        $(body_args "$1") --dump-bodies "$bodies" >/dev/null
+    cat >"$script" <<EOF
+-- POST the same bodies loadtest sends, one per request, in order.
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local bodies, i = {}, 0
+for line in io.lines("$bodies") do bodies[#bodies + 1] = line end
+request = function()
+    i = i % #bodies + 1
+    return wrk.format(nil, "/recommend", nil, bodies[i])
+end
+EOF
+    echo "$script"
+}
+
+# Closed loop with an independent tool against the server currently running: one client thread,
+# `connections` requests in flight, latency percentiles (--latency) into out_file.
+wrk_run() { # out_file n_items connections
+    ensure_wrk || { log "no wrk: skipping $1"; return 0; }
+    local script
+    script=$(wrk_script "$2")
+    echo "wrk -t1 -c$3 -d${DURATION}s --latency -s $script http://127.0.0.1:$PORT > $1" >>"$RUN_LOG"
+    wrk -t1 -c"$3" -d"${DURATION}s" --latency -s "$script" "http://127.0.0.1:$PORT" >"$1"
+}
+
+# Two-tower students (user encoder + items.f32) at 100k and 1M items, one server per engine
+# (--engine), the same synthetic bodies; each measured like every other target.
+make_synthetic_tt() { # n_items
+    local synth=$OUT/synth n=$1 label
+    label=$(size_label "$1")
+    [[ -d $synth/student$label-tt/1 ]] && return 0
+    mkdir -p "$synth"
+    log "writing the synthetic two-tower student at $n items"
+    "$BIN/examples/synth_bundles" --out "$synth" --items "$n" --write student-tt \
+        --student-bundle "$student_bundle" >>"$OUT/synth.txt"
+}
+size_label() { if (( $1 % 1000000 == 0 )); then echo "$(( $1 / 1000000 ))m"; else echo "$(( $1 / 1000 ))k"; fi; }
+
+
 # ---------------------------------------------------------------------------------------------
 build
 want python && venv
-want large && make_synthetic_100k
+if want large || want naive; then make_synthetic_100k; fi
 student_bundle=$MODELS/$STUDENT/$(latest_version "$MODELS/$STUDENT")
+# The naive server and the Python peer run format-1 ONNX (history -> every score): the newest
+# format-1 version of the same student (the distill job's two-tower export serves from format 2).
+student_v1_bundle=$(python3 -c '
+import json, os, sys
+d = sys.argv[1]
+vs = sorted((int(v) for v in os.listdir(d) if v.isdigit()), reverse=True)
+print(next(os.path.join(d, str(v)) for v in vs
+           if json.load(open(os.path.join(d, str(v), "manifest.json")))["format_version"] == 1))
+' "$MODELS/$STUDENT")
 
 want trained && for target in "student:$STUDENT" "teacher:$TEACHER"; do
     label=${target%%:*} model=${target#*:}
     [[ -d $MODELS/$model ]] || { log "no $MODELS/$model; run the distill job first"; exit 1; }
     repo=$(single_model_repo "$label" "$MODELS/$model")
     start_distilrec "$repo" "$model"
-    # shellcheck disable=SC2046
-    measure "$label" $(body_args 1682)
+    measure "$label" 1682
     stop_server
 done
 
@@ -216,22 +294,53 @@ want large && for target in student100k:$SWEEP_START teacher100k:100; do
     model=${target%%:*}
     repo=$(single_model_repo "$model" "$OUT/synth/$model")
     start_distilrec "$repo" "$model"
-    # shellcheck disable=SC2046
-    START=${target#*:} measure "$model" $(body_args 100000)
+    START=${target#*:} measure "$model" 100000
     stop_server
 done
 
+if want engines; then
+    for n in ${ENGINE_SIZES:-100000 1000000}; do
+        make_synthetic_tt "$n"
+        label=$(size_label "$n")
+        model=student$label-tt
+        for engine in exact int8 ann; do
+            name=student$label-$engine
+            case $name in
+                student100k-exact) start=500 ;; student100k-int8) start=1000 ;; student100k-ann) start=4000 ;;
+                student1m-exact) start=50 ;; student1m-int8) start=100 ;; student1m-ann) start=500 ;;
+            esac
+            repo=$(single_model_repo "$name" "$OUT/synth/$model")
+            READY_TIMEOUT=3600 EXTRA_SERVER_ARGS="--engine $engine --load-timeout-ms 3600000" start_distilrec "$repo" "$model"
+            START=$start measure "$name" "$n"
+            if [[ $name == student1m-ann ]]; then
+                # The issue's 1M point: open loop at exactly 500 req/s.
+                DUR=20 loadtest "$name" --mode open --rate 500 $(body_args "$n") \
+                    --json-out "$OUT/$name.r500.json" >/dev/null
+            fi
+            stop_server
+        done
+    done
+fi
+
+# The naive baseline on the same bundles: the trained student, and the synthetic 100k student.
+if want naive; then
+    start_naive "$student_v1_bundle" naive
+    measure naive 1682
+    stop_server
+    start_naive "$OUT/synth/student100k/$(latest_version "$OUT/synth/student100k")" naive100k
+    measure naive100k 100000
+    stop_server
+fi
+
 if want floor; then
     start_floor
-    # shellcheck disable=SC2046
-    measure floor $(body_args 1682)
+    measure floor 1682
     stop_server
 fi
 
 if want python; then
-    start_python "$student_bundle"
-    # shellcheck disable=SC2046
-    measure python $(body_args 1682)
+    start_python "$student_v1_bundle"
+    measure python 1682
     stop_server
 fi
 
@@ -261,27 +370,8 @@ if want wrk; then
     start_distilrec "$(single_model_repo student "$MODELS/$STUDENT")" "$STUDENT"
     # Cross-check one point with an independent tool: wrk (closed loop) vs loadtest closed loop,
     # same connection count, same bodies, same server (the student).
-    if ! command -v wrk >/dev/null; then
-        (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || log "could not install wrk"
-    fi
-    if command -v wrk >/dev/null; then
-        # shellcheck disable=SC2046
-        "$BIN/loadtest" --url "http://127.0.0.1:$PORT" --k 10 --seed 42 --history-len 50 \
-            $(body_args 1682) --dump-bodies "$OUT/bodies.jsonl" >/dev/null
-        cat >"$OUT/wrk-post.lua" <<EOF
--- POST the same bodies loadtest sends, one per request, in order.
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-local bodies, i = {}, 0
-for line in io.lines("$OUT/bodies.jsonl") do bodies[#bodies + 1] = line end
-request = function()
-    i = i % #bodies + 1
-    return wrk.format(nil, "/recommend", nil, bodies[i])
-end
-EOF
-        echo "wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency -s $OUT/wrk-post.lua http://127.0.0.1:$PORT" >>"$RUN_LOG"
-        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/wrk-post.lua" \
-            "http://127.0.0.1:$PORT" >"$OUT/wrk.txt"
+    if ensure_wrk; then
+        wrk_run "$OUT/wrk.txt" 1682 "$CONNECTIONS"
         # shellcheck disable=SC2046
         loadtest "student closed" --mode closed --concurrency "$CONNECTIONS" $(body_args 1682) \
             --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
@@ -311,5 +401,6 @@ if want protobuf; then
 fi
 
 python3 "$ROOT/loadtest/bench_report.py" --out "$OUT" --command "loadtest/bench.sh" \
-    --p99-bound-ms "$P99_BOUND_MS" --fixed-rate "$FIXED_RATE" >"$ROOT/BENCHMARKS.md"
-log "wrote $ROOT/BENCHMARKS.md"
+    --p99-bound-ms "$P99_BOUND_MS" --fixed-rate "$FIXED_RATE" --wrk-connections "$WRK_CONNECTIONS" \
+    --duration "$DURATION" >"$REPORT"
+log "wrote $REPORT"

@@ -15,11 +15,53 @@ import subprocess
 TARGETS = [
     ("student", "distilrec + KD student (1,682 items)"),
     ("teacher", "distilrec + EASE teacher (1,682 items)"),
+    ("naive", "naive axum + tract, student (`examples/naive_server.rs`, 1,682 items)"),
     ("student100k", "distilrec + student architecture (100k items, synthetic weights)"),
     ("teacher100k", "distilrec + MLP teacher architecture (100k items, synthetic weights)"),
+    ("naive100k", "naive axum + tract, student architecture (100k items, synthetic weights)"),
     ("floor", "HTTP floor (`distilrec --http-floor`: same stack, fixed body)"),
     ("python", "FastAPI + onnxruntime, student (2 procs, SO_REUSEPORT)"),
 ]
+
+# Target names: <family><size>[-<variant>], e.g. student, naive100k, student100k-int8, student1m-ann.
+# The size is the catalogue (none = the trained 1,682-item bundles); targets of one size compare
+# with the naive server and the teacher of that size.
+TARGET_NAME = re.compile(r"^(student|teacher|naive)(\d+[km]?)?(?:-([\w.-]+))?$")
+FAMILY_TITLES = {"student": "distilrec + student", "teacher": "distilrec + teacher",
+                 "naive": "naive axum + tract"}
+
+
+def split_name(name):
+    """(family, size, variant) of a target name, or None for floor / python / unknown shapes."""
+    m = TARGET_NAME.match(name)
+    return (m.group(1), m.group(2) or "", m.group(3)) if m else None
+
+
+def items_label(size):
+    if not size:
+        return "1,682 items"
+    return f"{size[:-1]}{size[-1].upper() if size[-1] == 'm' else size[-1]} items"
+
+
+def discover_targets(out, known):
+    """Targets measured in `out` (a sweep or a wrk result) that TARGETS does not list: extra
+    variants added to bench.sh show up without editing this file."""
+    names = set()
+    for f in os.listdir(out) if os.path.isdir(out) else []:
+        for suffix in (".sweep.json", ".wrk.txt"):
+            if f.endswith(suffix) and f[: -len(suffix)] not in known:
+                names.add(f[: -len(suffix)])
+    extra = []
+    for name in sorted(names, key=lambda n: (split_name(n) is None, n)):
+        parts = split_name(name)
+        if parts:
+            family, size, variant = parts
+            title = f"{FAMILY_TITLES[family]}{f' `{variant}`' if variant else ''} ({items_label(size)}"
+            title += ", synthetic weights)" if size else ")"
+        else:
+            title = f"`{name}`"
+        extra.append((name, title))
+    return extra
 
 
 def load(out, name):
@@ -70,12 +112,31 @@ def parse_wrk(path):
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     return {
         "rps": float(rps.group(1)) if rps else None,
         "p50_ms": pct(50),
         "p99_ms": pct(99),
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(g) for g in sock.groups()) if sock else 0,
     }
+
+
+def wrk_cell(w):
+    """`req/s / p99 ms` of a wrk run; failures are spelled out, since wrk counts them as requests."""
+    if not w or w["rps"] is None:
+        return "—"
+    cell = f"{w['rps']:,.0f} / {w['p99_ms']:.2f}" if w["p99_ms"] is not None else f"{w['rps']:,.0f}"
+    bad = [f"{w['non2xx']} non-2xx"] if w["non2xx"] else []
+    bad += [f"{w['socket_errors']} socket errors"] if w["socket_errors"] else []
+    return cell + (f" ({', '.join(bad)})" if bad else "")
+
+
+def wrk_rps(w):
+    """Throughput that counts: none when the run had failed responses."""
+    if not w or w["rps"] is None or w["non2xx"] or w["socket_errors"]:
+        return None
+    return w["rps"]
 
 
 def main():
@@ -84,16 +145,22 @@ def main():
     ap.add_argument("--command", required=True)
     ap.add_argument("--p99-bound-ms", type=float, required=True)
     ap.add_argument("--fixed-rate", type=float, required=True)
+    ap.add_argument("--wrk-connections", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
     a = ap.parse_args()
 
-    rows, maxes, p99_half = [], {}, {}
-    for key, title in TARGETS:
+    targets = TARGETS + discover_targets(a.out, {k for k, _ in TARGETS})
+    rows, maxes, p99_half, wrks = [], {}, {}, {}
+    for key, title in targets:
         sweep = load(a.out, f"{key}.sweep.json")
         fixed = load(a.out, f"{key}.fixed.json")
         half = load(a.out, f"{key}.half.json")
         rss = load(a.out, f"{key}.rss.json")
+        wrk = parse_wrk(os.path.join(a.out, f"{key}.wrk.txt"))
+        if wrk:
+            wrks[key] = wrk
         if sweep is None:
-            rows.append(f"| {title} | not measured | | | | | |")
+            rows.append(f"| {title} | not measured | {wrk_cell(wrk)} | | | | | |")
             continue
         best = sweep.get("max_throughput_rps")
         maxes[key] = best
@@ -102,9 +169,10 @@ def main():
         if half:
             p99_half[key] = h_lat["p99"]
         rows.append(
-            "| {} | {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 title,
                 f"{best:,.0f}" if best else "none met the bound",
+                wrk_cell(wrk),
                 f"{ms(f_lat['p50'])} / {ms(f_lat['p99'])}" if f_lat else "—",
                 fixed["requests"]["errors"] if fixed else "—",
                 f"{ms(h_lat['p99'])} @ {half['offered_rate']:,.0f}/s" if h_lat else "—",
@@ -126,9 +194,14 @@ def main():
           f"coordinated omission) is ≤ {a.p99_bound_ms:g} ms with zero errors (rate sweep, "
           f"bisection to 5 %). Fixed rate = {a.fixed_rate:,.0f} req/s open loop. RSS = current / "
           f"peak resident memory of the server's process tree after its runs.\n")
-    print(f"| target | max req/s (p99 ≤ {a.p99_bound_ms:g} ms) | p50 / p99 ms @ {a.fixed_rate:,.0f}/s "
+    wrk_cmd = f"wrk -t1 -c{a.wrk_connections}" + (f" -d{a.duration:g}s" if a.duration else "")
+    print(f"Closed loop = `{wrk_cmd} --latency`: {a.wrk_connections} requests always in flight, the "
+          f"same bodies, req/s and p99 as wrk reports them (latency from the actual send, so "
+          f"queueing inside the client is not counted; read latency from the open-loop columns).\n")
+    print(f"| target | max req/s (p99 ≤ {a.p99_bound_ms:g} ms) | closed loop req/s / p99 ms "
+          f"| p50 / p99 ms @ {a.fixed_rate:,.0f}/s "
           f"| errors @ fixed | p99 ms @ 50 % of own max | RSS MB | sweep steps |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
     synth = load_text(os.path.join(a.out, "synth.txt"))
@@ -145,6 +218,8 @@ def main():
     print(f"- student / teacher, 100k items: {ratio(m('student100k'), m('teacher100k'))}{t100_note}")
     print(f"- server (student) / HTTP floor: {ratio(m('student'), m('floor'))}")
     print(f"- server (student) / Python service: {ratio(m('student'), m('python'))}")
+
+    print_closed_loop_ratios(targets, wrks, a.wrk_connections)
 
     swap = load(a.out, "swap.json")
     print("\n## Hot swap (student, a swap every second, ±window around each)\n")
@@ -224,6 +299,8 @@ def main():
     else:
         print(check(None, "swap every second: zero errors, p99 within 1.5× of steady state"))
 
+    print_issue13(a.out, m, wrks, a.p99_bound_ms)
+
     print("""
 ## Reading these numbers
 
@@ -234,6 +311,9 @@ def main():
   `distill` job's MLP-teacher shape (the EASE teacher would need a 100k × 100k matrix). At that
   size one model call streams the whole item matrix, so a lone request costs milliseconds and the
   teacher's single-request latency sits near the p99 bound by itself.
+- The naive row is the baseline every serving change must beat: `examples/naive_server.rs`,
+  one tract call per request on the async worker, no batching, nothing reused between requests
+  but the optimized plan.
 - wrk runs a Lua `request()` per request to rotate bodies; that costs client CPU on these shared
   cores, which is why it can report less throughput than `loadtest --mode closed` at the same
   connection count. Latency percentiles of the two should still agree in magnitude.
@@ -244,6 +324,102 @@ def main():
         print("\n## Commands\n\n```")
         print("\n".join(cmds))
         print("```")
+
+
+def passing_step(sweep, rate, bound_ms):
+    """The sweep step at the lowest offered rate ≥ `rate` that met the bound (p99 ≤ bound, no
+    errors), as (offered rate, p99 ms), or None."""
+    if not sweep:
+        return None
+    ok = []
+    for st in sweep["steps"]:
+        r = st["report"]
+        p99 = r["latency_us"]["p99"] / 1000
+        if r["offered_rate"] >= rate and p99 <= bound_ms and r["requests"]["errors"] == 0:
+            ok.append((r["offered_rate"], p99))
+    return min(ok) if ok else None
+
+
+def print_issue13(out, m, wrks, bound_ms):
+    """The catalogue-scale targets (issue 13), from this run's results."""
+    print("\n## Acceptance targets (issue 13: serving at catalogue scale)\n")
+    rps = {k: wrk_rps(w) for k, w in wrks.items()}
+    engines = [e for e in ("exact", "int8", "ann") if m(f"student100k-{e}") is not None]
+    best = max(engines, key=lambda e: m(f"student100k-{e}"), default=None)
+    b = m(f"student100k-{best}") if best else None
+    print(check(None if b is None else b >= 10_000,
+                f"100k items, student (best engine `{best}`): ≥ 10k req/s at p99 ≤ {bound_ms:g} ms "
+                f"(open loop): {b:,.0f}" if b is not None else "100k items, student ≥ 10k req/s"))
+    n = m("naive100k")
+    if b is not None and n:
+        print(check(b >= 5 * n, f"100k items: ≥ 5× the naive server (open-loop max): "
+                                f"{b:,.0f} / {n:,.0f} = {b / n:.1f}×"))
+    wb, wn = rps.get(f"student100k-{best}"), rps.get("naive100k")
+    if wb and wn:
+        print(check(wb >= 5 * wn, f"100k items: ≥ 5× the naive server (wrk closed loop): "
+                                  f"{wb:,.0f} / {wn:,.0f} = {wb / wn:.1f}×"))
+    r500 = load(out, "student1m-ann.r500.json")
+    rss = load(out, "student1m-ann.rss.json")
+    if r500:
+        p99 = r500["latency_us"]["p99"] / 1000
+        print(check(p99 <= bound_ms and r500["requests"]["errors"] == 0,
+                    f"1M items, ANN: p99 ≤ 10 ms at 500 req/s (open loop, "
+                    f"{r500['requests']['total']:,} requests): p99 {p99:.2f} ms, "
+                    f"{r500['requests']['errors']} errors"))
+    step = passing_step(load(out, "student1m-ann.sweep.json"), 500, bound_ms)
+    print(check(None if load(out, "student1m-ann.sweep.json") is None else step is not None,
+                "1M items, ANN: a sweep step ≥ 500 req/s with p99 ≤ 10 ms" + (
+                    f" (sweep step at {step[0]:,.0f}/s: p99 {step[1]:.2f} ms)" if step else "") + (
+                    f"; RSS {rss['rss_kb'] / 1024:,.0f} MB (peak {rss['hwm_kb'] / 1024:,.0f} MB)"
+                    if rss else "")))
+    t = m("teacher100k")
+    t_sweep = load(out, "teacher100k.sweep.json")
+    if b is not None and t:
+        print(check(b >= 10 * t, f"100k items: student ≥ 10× the MLP teacher (open-loop max): "
+                                 f"{b / t:.1f}×"))
+    elif b is not None and t_sweep is not None:
+        lowest = min(st["report"]["offered_rate"] for st in t_sweep["steps"])
+        print(check(True, f"100k items: student ≥ 10× the MLP teacher (the teacher met the p99 "
+                          f"bound at no rate tried, down to {lowest:g}/s)"))
+    wt = rps.get("teacher100k")
+    if wb and wt:
+        print(check(wb >= 10 * wt, f"100k items: student ≥ 10× the MLP teacher (wrk closed loop): "
+                                   f"{wb:,.0f} / {wt:,.0f} = {wb / wt:.1f}×"))
+    ws, wnv, wp = rps.get("student"), rps.get("naive"), rps.get("python")
+    print(check(None if not (ws and wnv) else ws >= 1.5 * wnv,
+                "1,682 items, wrk -t1 -c32: ≥ 1.5× the naive server"
+                + (f": {ws:,.0f} / {wnv:,.0f} = {ws / wnv:.2f}×" if ws and wnv else "")))
+    print(check(None if not (ws and wp) else ws >= 8 * wp,
+                "1,682 items, wrk -t1 -c32: ≥ 8× the FastAPI + onnxruntime peer"
+                + (f": {ws:,.0f} / {wp:,.0f} = {ws / wp:.1f}×" if ws and wp else "")))
+
+
+def print_closed_loop_ratios(targets, wrks, connections):
+    """Every student target against the baselines of its catalogue size, from the wrk runs."""
+    print(f"\n## Closed-loop ratios (wrk -t1 -c{connections}, same run)\n")
+    rows = []
+    rps = {k: wrk_rps(w) for k, w in wrks.items()}
+    for key, title in targets:
+        parts = split_name(key)
+        if not parts or parts[0] != "student" or key not in wrks:
+            continue
+        _, size, _ = parts
+        mine = rps[key]
+
+        def vs(base):
+            return ratio(mine, rps.get(base)) if base in wrks else "not measured"
+
+        rows.append(f"| `{key}` | {items_label(size)} | {wrk_cell(wrks[key])} | {vs('naive' + size)} | "
+                    f"{vs('teacher' + size)} | {vs('floor')} | {vs('python') if not size else '—'} |")
+    if not rows:
+        print("not measured")
+        return
+    print("Throughput ratios of wrk req/s. The naive server and the teacher are those of the same "
+          "catalogue size; the HTTP floor answers without a model; the Python peer serves the "
+          "trained student (1,682 items). A run with failed responses has no ratio.\n")
+    print("| target | catalogue | req/s / p99 ms | vs naive | vs teacher | vs HTTP floor | "
+          "vs Python peer |\n|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 def nproc():

@@ -3,9 +3,11 @@
 
 1. `onnx.checker.check_model(path, full_check=True)` (schema, types and shape inference);
 2. the declared contract: one int64 input `history` [batch, L], one float32 output
-   `scores` [batch, n_rows] with n_rows from manifest.json;
+   `scores` [batch, n_rows] with n_rows from manifest.json (format 1), or `user_vector`
+   [batch, d] with d = item_side.dim (format 2, two-tower);
 3. onnxruntime's scores for the given histories equal the expected ones (tract's, written by
-   the Rust test) within a tolerance.
+   the Rust test) within a tolerance. For format 2 the scores are computed here from the user
+   vectors and items.f32 (read with numpy, sha256 checked): user_vector · V[r] + bias[r].
 
 Setup (once):
     python3 -m venv /work/venv
@@ -21,6 +23,7 @@ Exit status 0 on success, 1 on a failed check (with a message on stderr).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -51,6 +54,23 @@ def main():
     with open(os.path.join(args.bundle, "manifest.json")) as f:
         manifest = json.load(f)
     n_rows = manifest["n_rows"]
+    two_tower = manifest["format_version"] == 2
+    out_name = "user_vector" if two_tower else "scores"
+    width = manifest["item_side"]["dim"] if two_tower else n_rows
+    items = bias = None
+    if two_tower:
+        side = manifest["item_side"]
+        path = os.path.join(args.bundle, side["file"])
+        with open(path, "rb") as f:
+            raw = f.read()
+        if hashlib.sha256(raw).hexdigest() != side["sha256"]:
+            fail(f"{side['file']} does not match its sha256")
+        flat = np.frombuffer(raw, dtype="<f4")
+        d = side["dim"]
+        items = flat[: n_rows * d].reshape(n_rows, d)
+        bias = flat[n_rows * d :] if side["has_bias"] else np.zeros(n_rows, dtype=np.float32)
+        if bias.shape != (n_rows,):
+            fail(f"{side['file']} has {flat.size} floats, expected {n_rows} x {d} (+ bias)")
 
     onnx.checker.check_model(model_path, full_check=True)
     model = onnx.load(model_path)
@@ -58,17 +78,17 @@ def main():
     inputs = [i for i in model.graph.input if i.name not in inits]
     if [i.name for i in inputs] != ["history"]:
         fail(f"inputs {[i.name for i in inputs]}, expected ['history']")
-    if [o.name for o in model.graph.output] != ["scores"]:
-        fail(f"outputs {[o.name for o in model.graph.output]}, expected ['scores']")
+    if [o.name for o in model.graph.output] != [out_name]:
+        fail(f"outputs {[o.name for o in model.graph.output]}, expected ['{out_name}']")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.INT64:
         fail("history is not int64")
     if model.graph.output[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        fail("scores is not float32")
+        fail(f"{out_name} is not float32")
     in_dims, out_dims = dims(inputs[0]), dims(model.graph.output[0])
     if len(in_dims) != 2 or not all(isinstance(d, str) and d for d in in_dims):
         fail(f"history dims {in_dims}, expected two symbolic dims")
-    if len(out_dims) != 2 or out_dims[1] != n_rows:
-        fail(f"scores dims {out_dims}, expected [batch, {n_rows}]")
+    if len(out_dims) != 2 or out_dims[1] != width:
+        fail(f"{out_name} dims {out_dims}, expected [batch, {width}]")
 
     with open(args.expected) as f:
         expected = json.load(f)
@@ -80,7 +100,16 @@ def main():
         batch[i, : len(h)] = h
 
     sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-    (got,) = sess.run(["scores"], {"history": batch})
+
+    def run(hist):
+        (out,) = sess.run([out_name], {"history": hist})
+        if two_tower:
+            if out.shape[1] != width:
+                fail(f"onnxruntime user_vector width {out.shape[1]}, expected {width}")
+            return out.astype(np.float64) @ items.T.astype(np.float64) + bias
+        return out
+
+    got = run(batch)
     if got.shape != (len(histories), n_rows):
         fail(f"onnxruntime output shape {got.shape}, expected {(len(histories), n_rows)}")
     if want.shape != got.shape:
@@ -91,12 +120,12 @@ def main():
     # Also one history at a time: padding and batching must not change a row's scores.
     for i, h in enumerate(histories):
         single = np.asarray([h or [0]], dtype=np.int64)
-        (row,) = sess.run(["scores"], {"history": single})
+        row = run(single)
         d = float(np.max(np.abs(row[0] - want[i])))
         if not d <= args.tol:
             fail(f"history {i} alone differs from the batch by {d:.3g}")
     print(
-        f"onnx_check: OK {manifest['architecture']['kind']} n_rows={n_rows} "
+        f"onnx_check: OK {manifest['architecture']['kind']} format={manifest['format_version']} n_rows={n_rows} "
         f"batch={len(histories)} max_diff={diff:.3g} onnx={onnx.__version__} ort={ort.__version__}"
     )
 

@@ -26,34 +26,88 @@ pub fn top_k(scores: &[f32], k: usize, excluded: &[u32]) -> Vec<(u32, f32)> {
         sorted_excluded = v;
         Box::new(|row| sorted_excluded.binary_search(&row).is_ok())
     };
-
-    // The heap's top is the worst of the best k seen so far.
-    let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
-    // Rows are visited in ascending order, so a later row tying the k-th best never beats it:
-    // a strict `>` against the k-th score is the whole admission test once the heap is full.
-    let mut threshold = f32::NEG_INFINITY;
+    let mut best = TopK::new(k);
     for (row, &score) in scores.iter().enumerate().skip(1) {
-        let full = heap.len() == k;
-        if score.is_nan() || (full && score <= threshold) {
-            continue;
-        }
-        let row = row as u32;
-        if is_excluded(row) {
-            continue;
-        }
-        heap.push(Reverse(Ranked { score, row }));
-        if heap.len() > k {
-            heap.pop();
-        }
-        if heap.len() == k {
-            threshold = heap.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
+        // `admits` is one comparison once the accumulator is full; NaN never passes it.
+        if best.admits(score) && !is_excluded(row as u32) {
+            best.push(row as u32, score);
         }
     }
-    // Ascending order of `Reverse<Ranked>` is best first.
-    heap.into_sorted_vec()
-        .into_iter()
-        .map(|Reverse(r)| (r.row, r.score))
-        .collect()
+    best.into_sorted()
+}
+
+/// Streaming top-k: rows are offered one at a time (any order) and the best k by score are
+/// kept, ties broken by the lower row. The scoring engines feed it block by block so the full
+/// `[batch, n_rows]` score matrix never exists.
+#[derive(Debug, Clone)]
+pub struct TopK {
+    k: usize,
+    // The heap's top is the worst of the best k seen so far.
+    heap: BinaryHeap<Reverse<Ranked>>,
+    threshold: f32,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            threshold: if k == 0 {
+                f32::INFINITY
+            } else {
+                f32::NEG_INFINITY
+            },
+        }
+    }
+
+    /// Whether `score` could enter: cheap pre-test before the caller checks exclusions. False
+    /// for NaN and, once full, for anything below the current k-th best.
+    #[inline(always)]
+    pub fn admits(&self, score: f32) -> bool {
+        score >= self.threshold
+    }
+
+    /// The k-th best score so far (`-inf` until k rows are held).
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Offers one row. NaN scores are ignored. Offering the same row twice keeps both.
+    pub fn push(&mut self, row: u32, score: f32) {
+        if self.k == 0 || score.is_nan() {
+            return;
+        }
+        let cand = Ranked { score, row };
+        if self.heap.len() == self.k {
+            match self.heap.peek() {
+                Some(worst) if cand > worst.0 => {}
+                _ => return,
+            }
+            self.heap.pop();
+        }
+        self.heap.push(Reverse(cand));
+        if self.heap.len() == self.k {
+            self.threshold = self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
+        }
+    }
+
+    /// The rows held, best first.
+    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+        // Ascending order of `Reverse<Ranked>` is best first.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(r)| (r.row, r.score))
+            .collect()
+    }
 }
 
 /// A scored row ordered by quality: higher score is greater; on equal scores the lower row is.
@@ -153,6 +207,24 @@ mod tests {
             top_k(&scores, 3, &[]),
             vec![(5, 2.0), (2, 1.0), (4, f32::NEG_INFINITY)]
         );
+    }
+
+    #[test]
+    fn accumulator_in_any_order_matches_the_scan() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        for _ in 0..100 {
+            let n = rng.random_range(2..200);
+            let scores: Vec<f32> = (0..n).map(|_| rng.random_range(-4i32..4) as f32).collect();
+            let k = rng.random_range(0..n + 2);
+            let mut order: Vec<u32> = (1..n as u32).collect();
+            // Reverse order: ties must still prefer the lower row.
+            order.reverse();
+            let mut acc = TopK::new(k);
+            for &r in &order {
+                acc.push(r, scores[r as usize]);
+            }
+            assert_eq!(acc.into_sorted(), reference(&scores, k, &[]));
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use distilrec::bundle::{Bundle, Role};
-use distilrec::onnx::OnnxScorer;
+use distilrec::onnx::bundle_scores;
 use serde_json::Value;
 
 fn f(v: &Value, path: &str) -> f64 {
@@ -86,12 +86,14 @@ fn distill_binary_on_movielens_beats_popularity_and_exports_matching_bundles() {
     // that the job recorded for a sample of users.
     let (sample, users) = data_support::parity_sample(&run_dir);
     assert_eq!(sample["model"], "student");
-    let scorer = OnnxScorer::load(&student.model_bytes, student.manifest.n_rows).unwrap();
+    // The student is exported as a two-tower bundle (user encoder + items.f32) by default.
+    assert!(student.manifest.is_two_tower(), "student format");
+    assert!(!teacher.manifest.is_two_tower(), "teacher format");
     assert!(!users.is_empty());
     for u in &users {
         let rows: Vec<u32> = u.history_rows.iter().map(|&r| r as u32).collect();
         let want = &u.scores;
-        let got = scorer.score_batch(&[&rows]).unwrap();
+        let got = bundle_scores(&student, &[&rows]).unwrap();
         assert_eq!(got.len(), want.len());
         for (row, (g, w)) in got.iter().zip(want).enumerate().skip(1) {
             assert!(

@@ -122,6 +122,14 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
     assert_eq!(student.manifest.role, Role::Student);
     assert_eq!(teacher.manifest.role, Role::Teacher);
     assert_eq!(student.manifest.n_rows, report.dataset.n_items + 1);
+    assert!(student.manifest.is_two_tower() && student.item_matrix.is_some());
+    // Every engine evaluated on the exported student; exact is the reference.
+    let engines: Vec<&str> = report.engines.iter().map(|e| e.engine.as_str()).collect();
+    assert_eq!(engines, ["exact", "int8", "ann"]);
+    assert!((report.engines[0].ndcg10_vs_exact - 1.0).abs() < 1e-12);
+    for e in &report.engines {
+        assert!(e.test["ndcg@10"] > 0.0, "{}", e.engine);
+    }
     assert!(student.items.row("i1").is_some());
     assert!(student.manifest.metrics.contains_key("ndcg@10"));
     assert_eq!(student.manifest.split.as_ref().unwrap().seed, 2020);
@@ -132,6 +140,7 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
 
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("Over seeds") && md.contains("student-kd-rank"));
+    assert!(md.contains("Serving engines"));
     assert!(run_dir.join("report.json").is_file() && run_dir.join("curves.png").is_file());
     assert!(run_dir.join("split/train.tsv").is_file());
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use distilrec::bundle::{Bundle, Role};
 use distilrec::onnx::{
-    write_synthetic_bundle, Activation, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer,
+    bundle_scores, write_synthetic_bundle, write_synthetic_two_tower, Activation, EaseWeights,
+    MeanMlpWeights, ModelWeights,
 };
 
 fn python() -> Option<PathBuf> {
@@ -30,10 +31,8 @@ fn python() -> Option<PathBuf> {
 
 fn check_bundle(python: &Path, dir: &Path, histories: &[Vec<u32>]) {
     let bundle = Bundle::load(dir).expect("synthetic bundle loads");
-    let scorer =
-        OnnxScorer::load(&bundle.model_bytes, bundle.manifest.n_rows).expect("tract loads");
     let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
-    let flat = scorer.score_batch(&refs).expect("tract scores");
+    let flat = bundle_scores(&bundle, &refs).expect("tract scores");
     let rows: Vec<&[f32]> = flat.chunks(bundle.manifest.n_rows).collect();
     let expected = serde_json::json!({ "histories": histories, "scores": rows });
     let json_path = dir.with_extension("expected.json");
@@ -89,5 +88,20 @@ fn onnxruntime_agrees_with_tract_on_both_families() {
     for (name, weights) in &models {
         let dir = write_synthetic_bundle(repo.path(), name, weights, Role::Student).unwrap();
         check_bundle(&python, &dir, &histories(weights.n_rows() as u32));
+    }
+}
+
+/// Format 2: onnxruntime runs the user encoder, numpy reads items.f32, and the scores equal
+/// tract's encoder + the Rust item matrix.
+#[test]
+fn onnxruntime_agrees_on_two_tower_bundles() {
+    let Some(python) = python() else { return };
+    let repo = tempfile::tempdir().unwrap();
+    for (name, w) in [
+        ("tt", MeanMlpWeights::random(101, 8, &[16, 12], 5)),
+        ("tt-linear", MeanMlpWeights::random(40, 6, &[], 6)),
+    ] {
+        let dir = write_synthetic_two_tower(repo.path(), name, &w, Role::Student, None).unwrap();
+        check_bundle(&python, &dir, &histories(w.n_rows as u32));
     }
 }

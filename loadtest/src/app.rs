@@ -14,6 +14,7 @@ use crate::http::Target;
 use crate::plot;
 use crate::report::{self, Report};
 use crate::run::{self, Client, Load, RunSpec};
+use crate::soak::{self, SoakSpec};
 use crate::swap::{self, SwapSpec};
 use crate::sweep::{StepOutcome, SweepRule};
 
@@ -117,7 +118,32 @@ async fn single(cli: &Cli, client: Arc<Client>, stop: Arc<AtomicBool>) -> anyhow
     };
     let spec = spec(cli, load)?;
     let window = spec.swap.as_ref().map(|s| s.window);
+    let (soak_stop, soak_rx) = tokio::sync::watch::channel(false);
+    let soak_task = cli.soak().then(|| {
+        let rate = match load {
+            Load::Open { rate, .. } => rate * cli.hostile_fraction,
+            Load::Closed { .. } => 0.0,
+        };
+        tokio::spawn(soak::run(
+            SoakSpec {
+                target: client.target.clone(),
+                path: cli.path.clone(),
+                hostile_rate: rate,
+                oversized_bytes: cli.hostile_body_bytes,
+                max_stalled: cli.hostile_max_stalled,
+                stall_for: Duration::from_secs_f64(cli.hostile_stall_s),
+                pid: cli.server_pid,
+                sample_every: Duration::from_secs_f64(cli.sample_every),
+            },
+            soak_rx,
+        ))
+    });
     let mut out = run::run(client, spec, stop).await;
+    let _ = soak_stop.send(true);
+    let soak_summary = match soak_task {
+        Some(task) => Some(task.await.context("soak task")?),
+        None => None,
+    };
     let mut swap_hists = None;
     let swap_summary = match (window, out.stats.records.take()) {
         (Some(window), Some(records)) => {
@@ -129,7 +155,13 @@ async fn single(cli: &Cli, client: Arc<Client>, stop: Arc<AtomicBool>) -> anyhow
         _ => None,
     };
     let report = Report::new(cli.label.clone(), load, &out, swap_summary);
-    let md = report::markdown(&report);
+    let mut md = report::markdown(&report);
+    if let Some(s) = &soak_summary {
+        md.push_str(&soak::markdown(s));
+        if let Some(path) = &cli.soak_json_out {
+            write(path, &serde_json::to_vec_pretty(s)?)?;
+        }
+    }
     print!("{md}");
     write_outputs(cli, &report, &md)?;
     if let Some(path) = &cli.plot {

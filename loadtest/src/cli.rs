@@ -193,6 +193,36 @@ pub struct Cli {
     /// Half-width in ms of the window around each swap whose requests are reported separately.
     #[arg(long, env = "LOADTEST_SWAP_WINDOW_MS", default_value_t = 250.0)]
     pub swap_window_ms: f64,
+
+    /// Soak: hostile requests (malformed JSON, oversized bodies, garbage methods, stalled
+    /// connections, in turn) at this fraction of `--rate`, sent beside the valid ones and
+    /// counted apart from them. Open loop only.
+    #[arg(long, env = "LOADTEST_HOSTILE_FRACTION", default_value_t = 0.0)]
+    pub hostile_fraction: f64,
+
+    /// Soak: size of the oversized hostile body in bytes (above the server's --max-body-bytes).
+    #[arg(long, env = "LOADTEST_HOSTILE_BODY_BYTES", default_value_t = 512 * 1024)]
+    pub hostile_body_bytes: usize,
+
+    /// Soak: stalled connections held at once at most (beyond that a stall is skipped).
+    #[arg(long, env = "LOADTEST_HOSTILE_MAX_STALLED", default_value_t = 64)]
+    pub hostile_max_stalled: usize,
+
+    /// Soak: seconds a stalled connection waits for the server to close it.
+    #[arg(long, env = "LOADTEST_HOSTILE_STALL_S", default_value_t = 15.0)]
+    pub hostile_stall_s: f64,
+
+    /// Soak: pid of the server (same machine) whose RSS and open fds are sampled from /proc.
+    #[arg(long, env = "LOADTEST_SERVER_PID")]
+    pub server_pid: Option<u32>,
+
+    /// Soak: seconds between /proc samples.
+    #[arg(long, env = "LOADTEST_SAMPLE_EVERY", default_value_t = 5.0)]
+    pub sample_every: f64,
+
+    /// Soak: write the hostile counts and the resource samples as JSON here.
+    #[arg(long, env = "LOADTEST_SOAK_JSON_OUT")]
+    pub soak_json_out: Option<PathBuf>,
 }
 
 impl Cli {
@@ -244,11 +274,26 @@ impl Cli {
                 bail!("--swap-every is not supported in sweep mode; run open or closed");
             }
         }
+        if !(self.hostile_fraction.is_finite() && (0.0..=1.0).contains(&self.hostile_fraction)) {
+            bail!("--hostile-fraction must be between 0 and 1");
+        }
+        if self.hostile_fraction > 0.0 && self.mode != Mode::Open {
+            bail!("--hostile-fraction needs --mode open");
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.sample_every) || !positive(self.hostile_stall_s) {
+            bail!("--sample-every and --hostile-stall-s must be positive");
+        }
         crate::http::Target::parse(&self.url).context("--url")?;
         if let Some(admin) = &self.admin_url {
             crate::http::Target::parse(admin).context("--admin-url")?;
         }
         Ok(())
+    }
+
+    /// Whether a soak task (hostile traffic or /proc sampling) runs beside the load.
+    pub fn soak(&self) -> bool {
+        self.hostile_fraction > 0.0 || self.server_pid.is_some()
     }
 
     pub fn swap_model(&self) -> Option<&str> {

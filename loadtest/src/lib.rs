@@ -11,6 +11,7 @@ mod plot;
 mod report;
 mod run;
 mod schedule;
+mod soak;
 mod stats;
 mod swap;
 mod sweep;

@@ -5,13 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    distilrec::logging::init(false, distilrec::logging::Stream::Stderr);
     let config = distilrec::train::Config::parse();
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Still single-threaded here, so setting the environment is sound.

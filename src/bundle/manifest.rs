@@ -4,12 +4,21 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the bundle layout or the ONNX contract changes incompatibly.
+use crate::engine::EngineParams;
+
+/// Format 1: `model.onnx` maps `history` to every row's `scores`.
 pub const FORMAT_VERSION: u32 = 1;
+/// Format 2 (two-tower): `model.onnx` is a user encoder (`history` → `user_vector`), the item
+/// side is data (`items.f32`, declared in [`Manifest::item_side`]). Readers accept both.
+pub const FORMAT_TWO_TOWER: u32 = 2;
 /// Name of the ONNX input: int64 `[batch, L]` vocabulary rows, 0 = padding.
 pub const INPUT_NAME: &str = "history";
-/// Name of the ONNX output: float32 `[batch, n_rows]`.
+/// Name of the format-1 ONNX output: float32 `[batch, n_rows]`.
 pub const OUTPUT_NAME: &str = "scores";
+/// Name of the format-2 ONNX output: float32 `[batch, d]`.
+pub const USER_VECTOR_NAME: &str = "user_vector";
+/// File of the item side of a format-2 bundle.
+pub const ITEM_MATRIX_FILE: &str = "items.f32";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +94,31 @@ pub struct Manifest {
     /// Test-split metrics, e.g. `"ndcg@10": 0.33`.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// sha256 of `items.tsv`; checked when present (bundles written before it existed lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_sha256: Option<String>,
+    /// sha256 of `users.tsv`, when the bundle has one; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_sha256: Option<String>,
+    /// Format 2 only: the item matrix file and its shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_side: Option<ItemSide>,
+    /// Format 2 only: which scoring engine serves the model and its settings (default: exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<EngineParams>,
+}
+
+/// The item side of a two-tower bundle: `file` holds `n_rows · dim` little-endian float32
+/// vectors (row-major, row r = vocabulary row r), then `n_rows` biases if `has_bias`; its
+/// score for user vector u is `u · v_r + b_r`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemSide {
+    pub file: String,
+    pub dtype: String,
+    pub dim: usize,
+    pub has_bias: bool,
+    pub sha256: String,
 }
 
 impl Manifest {
@@ -119,6 +153,41 @@ impl Manifest {
             split: None,
             distillation: None,
             metrics: BTreeMap::new(),
+            items_sha256: None,
+            users_sha256: None,
+            item_side: None,
+            serving: None,
         }
+    }
+
+    /// A format-2 manifest: a user encoder with a `dim`-wide output plus an item matrix
+    /// (`sha256` is filled in by the writer).
+    pub fn two_tower(
+        name: &str,
+        role: Role,
+        n_rows: usize,
+        dim: usize,
+        has_bias: bool,
+        architecture: Architecture,
+    ) -> Self {
+        let mut m = Manifest::new(name, role, n_rows, architecture);
+        m.format_version = FORMAT_TWO_TOWER;
+        m.output = TensorSpec {
+            name: USER_VECTOR_NAME.into(),
+            dtype: "float32".into(),
+            shape: vec!["batch".into(), dim.into()],
+        };
+        m.item_side = Some(ItemSide {
+            file: ITEM_MATRIX_FILE.into(),
+            dtype: "float32_le".into(),
+            dim,
+            has_bias,
+            sha256: String::new(),
+        });
+        m
+    }
+
+    pub fn is_two_tower(&self) -> bool {
+        self.format_version == FORMAT_TWO_TOWER
     }
 }

@@ -5,6 +5,7 @@
 //! The contract is documented in `docs/model-bundle.md`.
 
 mod manifest;
+mod read;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -12,9 +13,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
-    Architecture, DatasetInfo, Manifest, Role, SplitInfo, TensorSpec, FORMAT_VERSION, INPUT_NAME,
-    OUTPUT_NAME,
+    Architecture, DatasetInfo, ItemSide, Manifest, Role, SplitInfo, TensorSpec, FORMAT_TWO_TOWER,
+    FORMAT_VERSION, INPUT_NAME, ITEM_MATRIX_FILE, OUTPUT_NAME, USER_VECTOR_NAME,
 };
+
+use crate::engine::ItemMatrix;
+pub use read::{read_capped, read_capped_text};
 pub use vocab::{ItemVocab, UserHistories, PAD_TOKEN};
 
 pub const MODEL_FILE: &str = "model.onnx";
@@ -46,6 +50,10 @@ pub enum BundleError {
     },
     #[error("{dir}: {message}")]
     Inconsistent { dir: PathBuf, message: String },
+    #[error("{path}: not a regular file (FIFOs, devices and directories are refused)")]
+    NotRegularFile { path: PathBuf },
+    #[error("{path}: {size} bytes is over the limit of {max} bytes")]
+    TooLarge { path: PathBuf, size: u64, max: u64 },
 }
 
 impl BundleError {
@@ -72,6 +80,34 @@ impl BundleError {
             BundleError::Manifest { .. } => "manifest",
             BundleError::Checksum { .. } => "checksum",
             BundleError::Inconsistent { .. } => "inconsistent",
+            BundleError::NotRegularFile { .. } => "not_regular_file",
+            BundleError::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// Caps on what reading one bundle may allocate (the server's `--max-*-bytes` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleLimits {
+    pub max_model_bytes: u64,
+    pub max_items_bytes: u64,
+    pub max_users_bytes: u64,
+    pub max_manifest_bytes: u64,
+    /// Largest `items.f32` (format 2).
+    pub max_item_matrix_bytes: u64,
+    /// Stored user histories keep at most this many (most recent) rows.
+    pub max_history: usize,
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        BundleLimits {
+            max_model_bytes: 1 << 30,
+            max_items_bytes: 256 << 20,
+            max_users_bytes: 256 << 20,
+            max_manifest_bytes: 1 << 20,
+            max_item_matrix_bytes: 8 << 30,
+            max_history: usize::MAX,
         }
     }
 }
@@ -85,6 +121,8 @@ pub struct Bundle {
     pub items: ItemVocab,
     pub users: Option<UserHistories>,
     pub model_bytes: Vec<u8>,
+    /// Format 2: the item side (`items.f32`), checked against the manifest's `item_side`.
+    pub item_matrix: Option<ItemMatrix>,
 }
 
 impl Bundle {
@@ -92,9 +130,15 @@ impl Bundle {
     /// `model.onnx` matches its sha256, `items.tsv` has `n_rows` rows, `users.tsv` (if present)
     /// only references existing rows, and the directory name matches the manifest's version.
     pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
+        Bundle::load_with(dir, &BundleLimits::default())
+    }
+
+    /// [`Bundle::load`] under explicit size caps: every file is stat'ed before it is read,
+    /// must be a regular file, and is hashed while it streams in. `items.tsv` / `users.tsv`
+    /// are checked against `items_sha256` / `users_sha256` when the manifest has them.
+    pub fn load_with(dir: &Path, limits: &BundleLimits) -> Result<Bundle, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path)
-            .map_err(|e| BundleError::io(&manifest_path, e))?;
+        let (text, _) = read_capped_text(&manifest_path, limits.max_manifest_bytes)?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|e| BundleError::Manifest {
                 path: manifest_path.clone(),
@@ -104,16 +148,31 @@ impl Bundle {
             path: manifest_path.clone(),
             message,
         };
-        if manifest.format_version != FORMAT_VERSION {
+        let output = match manifest.format_version {
+            FORMAT_VERSION => OUTPUT_NAME,
+            FORMAT_TWO_TOWER => USER_VECTOR_NAME,
+            v => {
+                return Err(bad(format!(
+                    "format_version {v} is not supported (expected {FORMAT_VERSION} or \
+                     {FORMAT_TWO_TOWER})"
+                )))
+            }
+        };
+        if manifest.input.name != INPUT_NAME || manifest.output.name != output {
             return Err(bad(format!(
-                "format_version {} is not supported (expected {FORMAT_VERSION})",
+                "tensor names must be `{INPUT_NAME}` → `{output}` for format_version {}",
                 manifest.format_version
             )));
         }
-        if manifest.input.name != INPUT_NAME || manifest.output.name != OUTPUT_NAME {
-            return Err(bad(format!(
-                "tensor names must be `{INPUT_NAME}` → `{OUTPUT_NAME}`"
-            )));
+        match (&manifest.item_side, manifest.is_two_tower()) {
+            (None, true) => return Err(bad("format_version 2 needs an `item_side`".into())),
+            (Some(_), false) => {
+                return Err(bad("`item_side` is only valid with format_version 2".into()))
+            }
+            _ => {}
+        }
+        if manifest.serving.is_some() && !manifest.is_two_tower() {
+            return Err(bad("`serving` is only valid with format_version 2".into()));
         }
         if manifest.n_rows < 2 {
             return Err(bad("n_rows must be at least 2 (padding + one item)".into()));
@@ -132,18 +191,14 @@ impl Bundle {
         }
 
         let model_path = dir.join(MODEL_FILE);
-        let model_bytes =
-            std::fs::read(&model_path).map_err(|e| BundleError::io(&model_path, e))?;
-        let actual = sha256_hex(&model_bytes);
-        if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
-            return Err(BundleError::Checksum {
-                path: model_path,
-                expected: manifest.model_sha256.clone(),
-                actual,
-            });
-        }
+        let (model_bytes, actual) = read_capped(&model_path, limits.max_model_bytes)?;
+        check_sha(&model_path, Some(&manifest.model_sha256), &actual)?;
 
-        let items = ItemVocab::read(&dir.join(ITEMS_FILE))?;
+        let items_path = dir.join(ITEMS_FILE);
+        let (text, actual) = read_capped_text(&items_path, limits.max_items_bytes)?;
+        check_sha(&items_path, manifest.items_sha256.as_deref(), &actual)?;
+        let items = ItemVocab::parse(&items_path, &text)?;
+        drop(text);
         if items.n_rows() != manifest.n_rows {
             return Err(BundleError::Inconsistent {
                 dir: dir.to_path_buf(),
@@ -155,10 +210,21 @@ impl Bundle {
             });
         }
         let users_path = dir.join(USERS_FILE);
-        let users = if users_path.exists() {
-            Some(UserHistories::read(&users_path, manifest.n_rows)?)
+        let users = if users_path.symlink_metadata().is_ok() {
+            let (text, actual) = read_capped_text(&users_path, limits.max_users_bytes)?;
+            check_sha(&users_path, manifest.users_sha256.as_deref(), &actual)?;
+            Some(UserHistories::parse(
+                &users_path,
+                &text,
+                manifest.n_rows,
+                limits.max_history,
+            )?)
         } else {
             None
+        };
+        let item_matrix = match &manifest.item_side {
+            Some(side) => Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
+            None => None,
         };
         Ok(Bundle {
             dir: dir.to_path_buf(),
@@ -166,7 +232,95 @@ impl Bundle {
             items,
             users,
             model_bytes,
+            item_matrix,
         })
+    }
+}
+
+/// Reads and checks `items.f32`: a plain file name, a regular file of exactly the size the
+/// manifest's shape implies (checked before reading, so a wrong or huge file is never loaded),
+/// the declared sha256, finite values.
+fn read_item_matrix(
+    dir: &Path,
+    side: &ItemSide,
+    n_rows: usize,
+    limits: &BundleLimits,
+) -> Result<ItemMatrix, BundleError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let bad = |message: String| BundleError::Manifest {
+        path: manifest_path.clone(),
+        message,
+    };
+    if side.file.is_empty() || side.file.contains(['/', '\\']) || side.file.starts_with('.') {
+        return Err(bad(format!(
+            "item_side.file `{}` must be a plain file name",
+            side.file
+        )));
+    }
+    if side.dtype != "float32_le" {
+        return Err(bad(format!(
+            "item_side.dtype `{}` is not supported (float32_le)",
+            side.dtype
+        )));
+    }
+    if side.dim == 0 || side.dim > 65_536 {
+        return Err(bad(format!(
+            "item_side.dim {} is out of range 1..=65536",
+            side.dim
+        )));
+    }
+    let path = dir.join(&side.file);
+    let meta = std::fs::metadata(&path).map_err(|e| BundleError::io(&path, e))?;
+    let want = ItemMatrix::file_len(n_rows, side.dim, side.has_bias) as u64;
+    if want > limits.max_item_matrix_bytes {
+        return Err(BundleError::TooLarge {
+            path,
+            size: want,
+            max: limits.max_item_matrix_bytes,
+        });
+    }
+    if !meta.is_file() || meta.len() != want {
+        return Err(BundleError::Inconsistent {
+            dir: dir.to_path_buf(),
+            message: format!(
+                "{} must be a regular file of {want} bytes ([{n_rows}, {}] float32{}), found {}",
+                side.file,
+                side.dim,
+                if side.has_bias { " + bias" } else { "" },
+                if meta.is_file() {
+                    format!("{} bytes", meta.len())
+                } else {
+                    "no regular file".into()
+                }
+            ),
+        });
+    }
+    // Streams with the exact expected size as the cap: a file that grows meanwhile is refused.
+    let (bytes, actual) = read_capped(&path, want)?;
+    if !actual.eq_ignore_ascii_case(&side.sha256) {
+        return Err(BundleError::Checksum {
+            path,
+            expected: side.sha256.clone(),
+            actual,
+        });
+    }
+    ItemMatrix::from_le_bytes(&bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
+        BundleError::Inconsistent {
+            dir: dir.to_path_buf(),
+            message: format!("{}: {e}", side.file),
+        }
+    })
+}
+
+/// `expected: None` is a bundle written before that file had a checksum: accepted.
+fn check_sha(path: &Path, expected: Option<&str>, actual: &str) -> Result<(), BundleError> {
+    match expected {
+        Some(e) if !actual.eq_ignore_ascii_case(e) => Err(BundleError::Checksum {
+            path: path.to_path_buf(),
+            expected: e.to_string(),
+            actual: actual.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -196,31 +350,46 @@ pub fn valid_model_name(name: &str) -> bool {
 
 /// Versions present under `repo/<name>/`, ascending. A missing directory has none.
 pub fn list_versions(repo: &Path, name: &str) -> Vec<u64> {
-    let mut versions: Vec<u64> = std::fs::read_dir(repo.join(name))
+    scan_versions(repo, name).unwrap_or_default()
+}
+
+/// [`list_versions`] that reports why the directory could not be read (a missing model
+/// directory still has no versions, not an error).
+pub fn scan_versions(repo: &Path, name: &str) -> std::io::Result<Vec<u64>> {
+    let dir = repo.join(name);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut versions: Vec<u64> = entries
+        .collect::<std::io::Result<Vec<_>>>()?
         .into_iter()
-        .flatten()
-        .flatten()
         // Follows symlinks: volume mounts (e.g. Kubernetes ConfigMaps) and shared
         // storage often link model and version directories.
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().and_then(parse_version))
         .collect();
     versions.sort_unstable();
-    versions
+    Ok(versions)
 }
 
 /// Model names (subdirectories with a valid name) in a repository, sorted.
 pub fn list_models(repo: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo)
+    scan_models(repo).unwrap_or_default()
+}
+
+/// [`list_models`] that reports why the repository could not be read.
+pub fn scan_models(repo: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(repo)?
+        .collect::<std::io::Result<Vec<_>>>()?
         .into_iter()
-        .flatten()
-        .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| valid_model_name(n))
         .collect();
     names.sort();
-    names
+    Ok(names)
 }
 
 /// Writes a new version of `manifest.name` into `repo` and returns its directory.
@@ -231,10 +400,24 @@ pub fn list_models(repo: &Path) -> Vec<String> {
 /// `model_sha256` and `n_rows` are filled in here.
 pub fn write_bundle(
     repo: &Path,
+    manifest: Manifest,
+    onnx: &[u8],
+    items: &ItemVocab,
+    users: Option<&UserHistories>,
+) -> Result<PathBuf, BundleError> {
+    write_bundle_with(repo, manifest, onnx, items, users, None)
+}
+
+/// [`write_bundle`] for either format: with `item_matrix`, a format-2 (two-tower) bundle whose
+/// `model.onnx` is the user encoder; the manifest must come from [`Manifest::two_tower`]
+/// with the matrix's dimension and bias flag (its sha256 is filled in here).
+pub fn write_bundle_with(
+    repo: &Path,
     mut manifest: Manifest,
     onnx: &[u8],
     items: &ItemVocab,
     users: Option<&UserHistories>,
+    item_matrix: Option<&ItemMatrix>,
 ) -> Result<PathBuf, BundleError> {
     if !valid_model_name(&manifest.name) {
         return Err(BundleError::Manifest {
@@ -245,10 +428,35 @@ pub fn write_bundle(
     let model_dir = repo.join(&manifest.name);
     std::fs::create_dir_all(&model_dir).map_err(|e| BundleError::io(&model_dir, e))?;
     manifest.model_sha256 = sha256_hex(onnx);
+    let items_tsv = items.to_tsv();
+    let users_tsv = users.map(UserHistories::to_tsv);
+    manifest.items_sha256 = Some(sha256_hex(items_tsv.as_bytes()));
+    manifest.users_sha256 = users_tsv.as_deref().map(|t| sha256_hex(t.as_bytes()));
     manifest.n_rows = items.n_rows();
-    if let Some(serde_json::Value::Number(_)) = manifest.output.shape.get(1) {
-        manifest.output.shape[1] = items.n_rows().into();
-    }
+    let matrix_bytes = match (item_matrix, manifest.item_side.as_mut()) {
+        (None, None) => {
+            if let Some(serde_json::Value::Number(_)) = manifest.output.shape.get(1) {
+                manifest.output.shape[1] = items.n_rows().into();
+            }
+            None
+        }
+        (Some(m), Some(side))
+            if side.dim == m.dim()
+                && side.has_bias == m.has_bias()
+                && m.n_rows() == items.n_rows() =>
+        {
+            let bytes = m.to_le_bytes();
+            side.sha256 = sha256_hex(&bytes);
+            Some((side.file.clone(), bytes))
+        }
+        _ => {
+            return Err(BundleError::Manifest {
+                path: repo.to_path_buf(),
+                message: "an item matrix needs a two-tower manifest of its shape (and vice versa)"
+                    .into(),
+            })
+        }
+    };
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -257,9 +465,12 @@ pub fn write_bundle(
     std::fs::create_dir_all(&staging).map_err(|e| BundleError::io(&staging, e))?;
     let result = (|| {
         write_synced(&staging.join(MODEL_FILE), onnx)?;
-        write_synced(&staging.join(ITEMS_FILE), items.to_tsv().as_bytes())?;
-        if let Some(users) = users {
-            write_synced(&staging.join(USERS_FILE), users.to_tsv().as_bytes())?;
+        write_synced(&staging.join(ITEMS_FILE), items_tsv.as_bytes())?;
+        if let Some((file, bytes)) = &matrix_bytes {
+            write_synced(&staging.join(file), bytes)?;
+        }
+        if let Some(users) = &users_tsv {
+            write_synced(&staging.join(USERS_FILE), users.as_bytes())?;
         }
         // Another writer may take a version number between our listing and our rename:
         // rename fails on a non-empty target, so retry with the next number.
@@ -350,6 +561,25 @@ mod tests {
         let m = Manifest::new("m", Role::Student, 0, arch());
         let d = write_bundle(repo.path(), m, b"onnx", &vocab(), None).unwrap();
         std::fs::write(d.join(MODEL_FILE), b"onnx-tampered").unwrap();
+        assert_eq!(Bundle::load(&d).unwrap_err().kind(), "checksum");
+    }
+
+    #[test]
+    fn tampered_items_file_is_refused_and_limits_apply() {
+        let repo = tempfile::tempdir().unwrap();
+        let m = Manifest::new("m", Role::Student, 0, arch());
+        let d = write_bundle(repo.path(), m, b"onnx", &vocab(), None).unwrap();
+        let limits = BundleLimits {
+            max_model_bytes: 3,
+            ..BundleLimits::default()
+        };
+        assert_eq!(
+            Bundle::load_with(&d, &limits).unwrap_err().kind(),
+            "too_large"
+        );
+        let items = d.join(ITEMS_FILE);
+        let text = std::fs::read_to_string(&items).unwrap();
+        std::fs::write(&items, text.replace("Two", "Six")).unwrap();
         assert_eq!(Bundle::load(&d).unwrap_err().kind(), "checksum");
     }
 

@@ -59,6 +59,11 @@ impl ItemVocab {
 
     pub fn read(path: &Path) -> Result<Self, BundleError> {
         let text = std::fs::read_to_string(path).map_err(|e| BundleError::io(path, e))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses the text of `items.tsv` (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, BundleError> {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_end() == ITEMS_HEADER => {}
@@ -149,6 +154,17 @@ impl UserHistories {
     /// Reads `users.tsv`, checking every row against `n_rows`.
     pub fn read(path: &Path, n_rows: usize) -> Result<Self, BundleError> {
         let text = std::fs::read_to_string(path).map_err(|e| BundleError::io(path, e))?;
+        Self::parse(path, &text, n_rows, usize::MAX)
+    }
+
+    /// Parses the text of `users.tsv`, checking every row against `n_rows` and keeping only the
+    /// `max_history` most recent rows of each user (what a request may send as a history).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        n_rows: usize,
+        max_history: usize,
+    ) -> Result<Self, BundleError> {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_end() == USERS_HEADER => {}
@@ -181,6 +197,8 @@ impl UserHistories {
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut rows = rows;
+            rows.drain(..rows.len().saturating_sub(max_history));
             map.insert(user.to_string(), rows);
         }
         Ok(UserHistories { map })
@@ -247,5 +265,7 @@ mod tests {
             UserHistories::read(&p, 3).unwrap().get("u1"),
             Some(&[1u32, 2][..])
         );
+        let capped = UserHistories::parse(&p, "user_id\thistory_rows\nu1\t1,2,1,2\n", 3, 3);
+        assert_eq!(capped.unwrap().get("u1"), Some(&[2u32, 1, 2][..]));
     }
 }

@@ -81,6 +81,31 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
         split.n_users() * n_items,
         "scores must be [n_users, n_items]"
     );
+    let mut known = vec![false; n_items];
+    evaluate_lists(split, n_items, stage, |u, excluded, kmax| {
+        for &i in excluded {
+            known[i as usize] = true;
+        }
+        let row = &scores[u * n_items..(u + 1) * n_items];
+        let mut candidates: Vec<u32> = (0..n_items as u32)
+            .filter(|&i| !known[i as usize])
+            .collect();
+        for &i in excluded {
+            known[i as usize] = false;
+        }
+        top_candidates(row, &mut candidates, kmax)
+    })
+}
+
+/// The same metrics from ranked lists: `rank(user, excluded, kmax)` returns that user's best
+/// `kmax` item indices, best first, none of them in `excluded` (the items the stage excludes:
+/// train for validation, train + valid for test). Serving engines are evaluated this way.
+pub fn evaluate_lists(
+    split: &Split,
+    n_items: usize,
+    stage: Stage,
+    mut rank: impl FnMut(usize, &[u32], usize) -> Vec<u32>,
+) -> Metrics {
     let kmax = *KS.iter().max().expect("KS is not empty");
     let mut sums = [[0.0f64; 6]; KS.len()];
     let mut n_evaluated = 0usize;
@@ -108,11 +133,8 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
         for &i in targets {
             is_target[i as usize] = true;
         }
-        let row = &scores[u * n_items..(u + 1) * n_items];
-        let mut candidates: Vec<u32> = (0..n_items as u32)
-            .filter(|&i| !known[i as usize])
-            .collect();
-        let ranked = top_candidates(row, &mut candidates, kmax);
+        let ranked = rank(u, &excluded, kmax);
+        debug_assert!(ranked.iter().all(|&i| !known[i as usize]));
         let hits: Vec<bool> = ranked.iter().map(|&i| is_target[i as usize]).collect();
         let n_targets = targets
             .iter()

@@ -10,7 +10,7 @@ use tract_onnx::pb::{
 };
 
 use super::{EaseWeights, MeanMlpWeights, ModelWeights, IR_VERSION, OPSET};
-use crate::bundle::{INPUT_NAME, OUTPUT_NAME};
+use crate::bundle::{INPUT_NAME, OUTPUT_NAME, USER_VECTOR_NAME};
 
 pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
     let mut g = GraphBuilder::default();
@@ -24,7 +24,18 @@ pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
             "ease"
         }
     };
-    let n_rows = weights.n_rows() as i64;
+    encode(g, name, OUTPUT_NAME, weights.n_rows())
+}
+
+/// The user tower of a `mean_mlp` model alone: `history` → `user_vector [batch, d_last]`.
+pub(super) fn to_encoder_onnx(w: &MeanMlpWeights) -> Vec<u8> {
+    let mut g = GraphBuilder::default();
+    let u = user_tower(&mut g, w);
+    g.node("Identity", &[&u], USER_VECTOR_NAME, vec![]);
+    encode(g, "mean_mlp_user_encoder", USER_VECTOR_NAME, w.d_last())
+}
+
+fn encode(g: GraphBuilder, name: &str, output: &str, width: usize) -> Vec<u8> {
     let graph = GraphProto {
         name: name.into(),
         node: g.nodes,
@@ -35,9 +46,9 @@ pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
             &[Dim::Param("batch"), Dim::Param("L")],
         )],
         output: vec![value_info(
-            OUTPUT_NAME,
+            output,
             DataType::Float,
-            &[Dim::Param("batch"), Dim::Value(n_rows)],
+            &[Dim::Param("batch"), Dim::Value(width as i64)],
         )],
         ..Default::default()
     };
@@ -71,6 +82,15 @@ fn mask(g: &mut GraphBuilder) -> (String, String) {
 }
 
 fn mean_mlp(g: &mut GraphBuilder, w: &MeanMlpWeights) {
+    let u = user_tower(g, w);
+    let items = g.init_f32("item_matrix_t", &[w.d_last(), w.n_rows], &w.item_matrix_t);
+    let bias = g.init_f32("item_bias", &[w.n_rows], &w.item_bias);
+    let logits = g.node("MatMul", &[&u, &items], "logits", vec![]);
+    g.node("Add", &[&logits, &bias], OUTPUT_NAME, vec![]);
+}
+
+/// Masked mean of the history embeddings, then the MLP; returns the user vector's name.
+fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
     let (mask, mask3) = mask(g);
     let emb = g.init_f32("embedding", &[w.n_rows, w.dim], &w.embedding);
     let gathered = g.node(
@@ -108,10 +128,7 @@ fn mean_mlp(g: &mut GraphBuilder, w: &MeanMlpWeights) {
         let h = g.node("Add", &[&h, &bi], &format!("layer{i}_pre"), vec![]);
         u = g.node(act, &[&h], &format!("layer{i}_out"), vec![]);
     }
-    let items = g.init_f32("item_matrix_t", &[w.d_last(), w.n_rows], &w.item_matrix_t);
-    let bias = g.init_f32("item_bias", &[w.n_rows], &w.item_bias);
-    let logits = g.node("MatMul", &[&u, &items], "logits", vec![]);
-    g.node("Add", &[&logits, &bias], OUTPUT_NAME, vec![]);
+    u
 }
 
 fn ease(g: &mut GraphBuilder, w: &EaseWeights) {

@@ -12,15 +12,40 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::bundle::Architecture;
+use crate::engine::ItemMatrix;
 
 pub use runtime::{OnnxScorer, RuntimeError};
-pub use synthetic::{synthetic_items, synthetic_users, write_synthetic_bundle};
+pub use synthetic::{
+    synthetic_items, synthetic_users, write_synthetic_bundle, write_synthetic_two_tower,
+};
 
 /// Opset of the exported graphs: the lowest with `ReduceSum` axes as an input and the one tract
 /// and onnxruntime were both checked against.
 pub const OPSET: i64 = 13;
 /// IR version 8 is what opset 13 tooling (onnx ≥ 1.10) writes and onnxruntime accepts.
 pub const IR_VERSION: i64 = 8;
+
+/// Every row's score for each history, row-major `[histories.len(), n_rows]`, from a bundle of
+/// either format: format 1 runs its ONNX graph; format 2 runs the user encoder and scores every
+/// row of the item matrix exactly (`u · v_r + b_r`). For parity checks and offline tools; the
+/// server never materialises this matrix for format 2.
+pub fn bundle_scores(
+    bundle: &crate::bundle::Bundle,
+    histories: &[&[u32]],
+) -> Result<Vec<f32>, RuntimeError> {
+    let n_rows = bundle.manifest.n_rows;
+    match &bundle.item_matrix {
+        None => OnnxScorer::load(&bundle.model_bytes, n_rows)?.score_batch(histories),
+        Some(m) => {
+            let encoder = OnnxScorer::load_encoder(&bundle.model_bytes, n_rows, m.dim())?;
+            let users = encoder.score_batch(histories)?;
+            Ok(users
+                .chunks_exact(m.dim())
+                .flat_map(|u| (0..n_rows).map(move |r| m.score(u, r)))
+                .collect())
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -180,8 +205,36 @@ impl MeanMlpWeights {
         Ok(())
     }
 
-    /// The user vector before the item dot products.
-    fn user_vector(&self, history: &[u32]) -> Vec<f32> {
+    /// ONNX of the user tower alone (bundle format 2): `history` → `user_vector [batch, d_last]`.
+    ///
+    /// # Panics
+    /// If the buffers do not match the declared shapes (as [`ModelWeights::to_onnx`]).
+    pub fn to_encoder_onnx(&self) -> Vec<u8> {
+        if let Err(e) = self.check_shapes() {
+            panic!("to_encoder_onnx called on {e}");
+        }
+        export::to_encoder_onnx(self)
+    }
+
+    /// The item side as data: `[n_rows, d_last]` vectors (the transpose of `item_matrix_t`)
+    /// and the item bias.
+    ///
+    /// # Panics
+    /// If the weights are inconsistent or not finite.
+    pub fn item_matrix(&self) -> ItemMatrix {
+        let (d, n) = (self.d_last(), self.n_rows);
+        let mut v = vec![0.0f32; n * d];
+        for k in 0..d {
+            for (r, &x) in self.item_matrix_t[k * n..(k + 1) * n].iter().enumerate() {
+                v[r * d + k] = x;
+            }
+        }
+        ItemMatrix::new(n, d, v, Some(self.item_bias.clone()))
+            .unwrap_or_else(|e| panic!("item_matrix of inconsistent weights: {e}"))
+    }
+
+    /// The user vector before the item dot products (reference forward pass in plain Rust).
+    pub fn user_vector(&self, history: &[u32]) -> Vec<f32> {
         let d = self.dim;
         let mut u = vec![0.0f32; d];
         let mut count = 0usize;

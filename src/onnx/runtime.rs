@@ -7,7 +7,7 @@ use prost::Message;
 use tract_onnx::pb::{self, tensor_proto::DataType, type_proto};
 use tract_onnx::prelude::*;
 
-use crate::bundle::{INPUT_NAME, OUTPUT_NAME};
+use crate::bundle::{INPUT_NAME, OUTPUT_NAME, USER_VECTOR_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -17,7 +17,7 @@ pub enum RuntimeError {
     Contract(String),
     #[error("tract could not load the model: {0}")]
     Load(String),
-    #[error("model produces scores of shape {actual:?}, expected [{batch}, {expected}]")]
+    #[error("model output has shape {actual:?}, expected [{batch}, {expected}]")]
     OutputShape {
         expected: usize,
         batch: usize,
@@ -55,13 +55,17 @@ pub struct OnnxScorer {
     // Spawning a state allocates every intermediate slot; reusing them trims the fixed
     // per-call cost, which matters at batch 1 on small catalogues.
     states: Mutex<Vec<TypedSimpleState>>,
+    /// Vocabulary rows the `history` input may reference.
     n_rows: usize,
+    /// Width of one output row: `n_rows` for a `scores` model, `d` for a `user_vector` encoder.
+    width: usize,
 }
 
 impl std::fmt::Debug for OnnxScorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxScorer")
             .field("n_rows", &self.n_rows)
+            .field("width", &self.width)
             .finish()
     }
 }
@@ -71,9 +75,28 @@ impl OnnxScorer {
     /// differ from the contract, whose batch and history length are not dynamic, or whose probe
     /// run does not return `[batch, expected_rows]` finite scores.
     pub fn load(model_bytes: &[u8], expected_rows: usize) -> Result<Self, RuntimeError> {
+        Self::load_with(model_bytes, OUTPUT_NAME, expected_rows, expected_rows)
+    }
+
+    /// A two-tower *user encoder* (bundle format 2): input `history` over `n_rows` vocabulary
+    /// rows, output `user_vector` float32 `[batch, dim]`; same checks as [`OnnxScorer::load`].
+    pub fn load_encoder(
+        model_bytes: &[u8],
+        n_rows: usize,
+        dim: usize,
+    ) -> Result<Self, RuntimeError> {
+        Self::load_with(model_bytes, USER_VECTOR_NAME, n_rows, dim)
+    }
+
+    fn load_with(
+        model_bytes: &[u8],
+        output: &str,
+        expected_rows: usize,
+        width: usize,
+    ) -> Result<Self, RuntimeError> {
         let proto =
             pb::ModelProto::decode(model_bytes).map_err(|e| RuntimeError::Decode(e.to_string()))?;
-        check_contract(&proto)?;
+        check_contract(&proto, output)?;
         let load = |e: TractError| RuntimeError::Load(format!("{e:#}"));
         let mut model = tract_onnx::onnx()
             .model_for_proto_model(&proto)
@@ -97,6 +120,7 @@ impl OnnxScorer {
             plan,
             states: Mutex::new(Vec::new()),
             n_rows: expected_rows,
+            width,
         };
         // Row 1 exercises the gather path; row 0 the all-padding path; batch 2 the dynamic batch.
         let probe_row = 1.min(expected_rows.saturating_sub(1) as u32);
@@ -107,19 +131,24 @@ impl OnnxScorer {
         Ok(scorer)
     }
 
-    /// Width of a score row (vocabulary rows including padding row 0).
+    /// Vocabulary rows including padding row 0 (what history rows must stay below).
     pub fn n_rows(&self) -> usize {
         self.n_rows
     }
 
-    /// One row of `n_rows` scores per history, row-major. Histories are padded with 0 to the
+    /// Values per output row: `n_rows` scores, or the user-vector dimension of an encoder.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// One output row of [`OnnxScorer::width`] values per history, row-major. Histories are padded with 0 to the
     /// longest in the batch (an empty history becomes `[0]`). An empty batch gives no scores.
     pub fn score_batch(&self, histories: &[&[u32]]) -> Result<Vec<f32>, RuntimeError> {
         self.score_batch_with(histories, <[f32]>::to_vec)
     }
 
     /// [`OnnxScorer::score_batch`] without copying the scores out of tract's output tensor:
-    /// `f` sees the row-major `[batch, n_rows]` scores (at 100k rows and batch 32 the copy
+    /// `f` sees the row-major `[batch, width]` output (at 100k rows and batch 32 the copy
     /// is 12.8 MB per call).
     pub fn score_batch_with<R>(
         &self,
@@ -171,9 +200,9 @@ impl OnnxScorer {
         let out = outputs
             .first()
             .ok_or_else(|| RuntimeError::Inference("model returned no output".into()))?;
-        if out.shape() != [batch, self.n_rows] || out.datum_type() != f32::datum_type() {
+        if out.shape() != [batch, self.width] || out.datum_type() != f32::datum_type() {
             return Err(RuntimeError::OutputShape {
-                expected: self.n_rows,
+                expected: self.width,
                 batch,
                 actual: out.shape().to_vec(),
             });
@@ -186,7 +215,7 @@ impl OnnxScorer {
 /// Names, element types and ranks straight from the protobuf: tract would accept more (it
 /// renames nothing and infers types), and the server must refuse a bundle that a different
 /// runtime would read differently.
-fn check_contract(proto: &pb::ModelProto) -> Result<(), RuntimeError> {
+fn check_contract(proto: &pb::ModelProto, output: &str) -> Result<(), RuntimeError> {
     let bad = |m: String| Err(RuntimeError::Contract(m));
     let Some(graph) = proto.graph.as_ref() else {
         return bad("no graph".into());
@@ -206,9 +235,9 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(), RuntimeError> {
         ));
     }
     let outputs: Vec<&pb::ValueInfoProto> = graph.output.iter().collect();
-    if outputs.len() != 1 || outputs[0].name != OUTPUT_NAME {
+    if outputs.len() != 1 || outputs[0].name != output {
         return bad(format!(
-            "outputs must be exactly [`{OUTPUT_NAME}`], found {:?}",
+            "outputs must be exactly [`{output}`], found {:?}",
             names(&outputs)
         ));
     }

@@ -3,8 +3,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::ModelWeights;
-use crate::bundle::{write_bundle, BundleError, ItemVocab, Manifest, Role, UserHistories};
+use super::{MeanMlpWeights, ModelWeights};
+use crate::bundle::{
+    write_bundle, write_bundle_with, BundleError, ItemVocab, Manifest, Role, UserHistories,
+};
+use crate::engine::{EngineParams, ItemMatrix};
 
 /// Number of users written by [`write_synthetic_bundle`] (`u1`..`u5`).
 pub const SYNTHETIC_USERS: usize = 5;
@@ -59,6 +62,54 @@ pub fn write_synthetic_bundle(
     )
 }
 
+/// Writes `weights` as a two-tower (format 2) bundle: the user-encoder ONNX plus `items.f32`,
+/// with `serving` as the manifest's engine choice (`None`: the default, exact).
+pub fn write_synthetic_two_tower(
+    repo: &Path,
+    name: &str,
+    weights: &MeanMlpWeights,
+    role: Role,
+    serving: Option<EngineParams>,
+) -> Result<PathBuf, BundleError> {
+    let arch = ModelWeights::MeanMlp(weights.clone());
+    let mut manifest = Manifest::two_tower(
+        name,
+        role,
+        weights.n_rows,
+        weights.d_last(),
+        true,
+        arch.architecture(),
+    );
+    manifest.parameters = arch.parameter_count();
+    manifest.serving = serving;
+    let users = synthetic_users(weights.n_rows);
+    write_bundle_with(
+        repo,
+        manifest,
+        &weights.to_encoder_onnx(),
+        &synthetic_items(weights.n_rows),
+        Some(&users),
+        Some(&weights.item_matrix()),
+    )
+}
+
+impl MeanMlpWeights {
+    /// Replaces the item side (vectors and bias) with `items`, e.g. a clustered catalogue.
+    ///
+    /// # Panics
+    /// If `items` does not have this model's rows and output width.
+    pub fn set_item_matrix(&mut self, items: &ItemMatrix) {
+        let (d, n) = (self.d_last(), self.n_rows);
+        assert!(items.n_rows() == n && items.dim() == d, "item matrix shape");
+        for r in 0..n {
+            for (k, &x) in items.row(r).iter().enumerate() {
+                self.item_matrix_t[k * n + r] = x;
+            }
+        }
+        self.item_bias = items.bias().to_vec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +135,30 @@ mod tests {
         let got = scorer.score_batch(&[h]).unwrap();
         let want = w.score_reference(h);
         assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+
+    #[test]
+    fn two_tower_bundle_scores_like_the_full_model() {
+        let repo = tempfile::tempdir().unwrap();
+        let mut w = MeanMlpWeights::random(300, 8, &[16], 5);
+        w.set_item_matrix(&crate::engine::synthetic::clustered_items(300, 16, 4, 1));
+        let dir = write_synthetic_two_tower(repo.path(), "tt", &w, Role::Student, None).unwrap();
+        let b = Bundle::load(&dir).unwrap();
+        assert!(b.manifest.is_two_tower());
+        let m = b.item_matrix.as_ref().unwrap();
+        assert_eq!((m.n_rows(), m.dim()), (300, 16));
+        let enc = OnnxScorer::load_encoder(&b.model_bytes, 300, 16).unwrap();
+        let h: &[u32] = &[3, 7, 0, 250];
+        let u = enc.score_batch(&[h]).unwrap();
+        let full = ModelWeights::MeanMlp(w).score_reference(h);
+        for (r, want) in full.iter().enumerate() {
+            assert!((m.score(&u, r) - want).abs() < 1e-4, "row {r}");
+        }
+        // The format-1 loader refuses the encoder: its output is not `scores`.
+        assert_eq!(
+            OnnxScorer::load(&b.model_bytes, 300).unwrap_err().kind(),
+            "contract"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The admin API: load + pin a version, roll back, unpin. Only routed when enabled
 //! (`--admin-token` and/or `--admin-addr`), and guarded by the bearer token when one is set.
 
-use axum::extract::{Path, Request, State};
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::errors::ApiError;
-use super::extract::Json;
+use super::extract::{Json, ModelName};
 use super::http::AppState;
 use super::registry::RegistryError;
 use crate::bundle::parse_version;
@@ -78,29 +81,49 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+/// Runs an admin operation as its own task: a client that disconnects (or the request deadline)
+/// must not abort a load between reading the bundle and swapping it in.
+async fn detached<T: Send + 'static>(
+    op: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(tracing::Instrument::in_current_span(op))
+        .await
+        .map_err(|e| ApiError::Internal(format!("admin task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
 #[tracing::instrument(skip_all, fields(model = %name))]
 async fn load(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ModelName(name): ModelName,
     Json(req): Json<LoadRequest>,
 ) -> Result<Response, ApiError> {
     let version = version_of(&req.version)?;
-    let live = st.registry.load_pinned(&name, version).await?;
+    let registry = Arc::clone(&st.registry);
+    let model = name.clone();
+    let live = detached(async move { registry.load_pinned(&model, version).await }).await?;
     Ok(axum::Json(json!({"model": name, "version": live, "pinned": true})).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(model = %name))]
 async fn rollback(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
-    let live = st.registry.rollback(&name).await?;
+    let registry = Arc::clone(&st.registry);
+    let model = name.clone();
+    let live = detached(async move { registry.rollback(&model).await }).await?;
     Ok(axum::Json(json!({"model": name, "version": live, "pinned": true})).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(model = %name))]
-async fn unpin(State(st): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let live = st.registry.unpin(&name).await?;
+async fn unpin(
+    State(st): State<AppState>,
+    ModelName(name): ModelName,
+) -> Result<Response, ApiError> {
+    let registry = Arc::clone(&st.registry);
+    let model = name.clone();
+    let live = detached(async move { registry.unpin(&model).await }).await?;
     Ok(axum::Json(json!({"model": name, "version": live, "pinned": false})).into_response())
 }
 

@@ -205,6 +205,7 @@ struct BatchMetrics {
     inference: Histogram,
     batch_size: Histogram,
     cancelled: IntCounter,
+    errors: IntCounter,
 }
 
 impl Batcher {
@@ -219,6 +220,7 @@ impl Batcher {
             inference: metrics.inference_duration.with_label_values(&[model]),
             batch_size: metrics.batch_size.with_label_values(&[model]),
             cancelled: metrics.cancelled.with_label_values(&[model]),
+            errors: metrics.inference_errors.with_label_values(&[model]),
         };
         // One lock around receiver + state: the thread holding it collects the next batch
         // while the others run theirs, so threads pipeline instead of splitting batches.
@@ -319,40 +321,59 @@ fn run_batch(batch: Vec<Job>, m: &BatchMetrics) {
         m.queue
             .observe(start.saturating_duration_since(job.enqueued).as_secs_f64());
     }
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| score(&model, &batch)));
+    let results = score_isolating(&batch, |jobs| score(&model, jobs));
     let inference_time = start.elapsed();
     m.inference.observe(inference_time.as_secs_f64());
     let size = batch.len();
-    match outcome {
-        Ok(Ok(results)) => {
-            for (job, items) in batch.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(Scored {
-                    items,
-                    queue_time: start.saturating_duration_since(job.enqueued),
-                    inference_time,
-                    batch_size: size,
-                }));
+    for (job, result) in batch.into_iter().zip(results) {
+        let reply = match result {
+            Ok(items) => Ok(Scored {
+                items,
+                queue_time: start.saturating_duration_since(job.enqueued),
+                inference_time,
+                batch_size: size,
+            }),
+            Err(message) => {
+                m.errors.inc();
+                tracing::error!(model = %model.name, version = model.version, error = %message, "inference failed");
+                Err(InferenceError(message))
             }
-        }
-        Ok(Err(e)) | Err(e) => {
-            let message = match e.downcast::<String>() {
-                Ok(s) => *s,
-                Err(e) => e
-                    .downcast::<&str>()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|_| "inference panicked".into()),
-            };
-            tracing::error!(model = %model.name, version = model.version, error = %message, "inference failed");
-            for job in batch {
-                let _ = job.reply.send(Err(InferenceError(message.clone())));
-            }
-        }
+        };
+        let _ = job.reply.send(reply);
     }
 }
 
-type PanicPayload = Box<dyn std::any::Any + Send>;
+/// Scores `jobs` in one call; if that call fails or panics, scores them again one by one, so
+/// only the request that breaks the model fails and the rest of its batch is answered.
+fn score_isolating<T, R>(
+    jobs: &[T],
+    score: impl Fn(&[T]) -> Result<Vec<R>, String>,
+) -> Vec<Result<R, String>> {
+    let run = |part: &[T]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| score(part)))
+            .unwrap_or_else(|p| Err(panic_message(p)))
+    };
+    match run(jobs) {
+        Ok(results) => results.into_iter().map(Ok).collect(),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
+        Err(_) => jobs
+            .chunks(1)
+            .map(|one| run(one).and_then(|mut r| r.pop().ok_or_else(|| "no result".into())))
+            .collect(),
+    }
+}
 
-fn score(model: &LoadedModel, batch: &[Job]) -> Result<Vec<Vec<(u32, f32)>>, PanicPayload> {
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "inference panicked".into()),
+    }
+}
+
+fn score(model: &LoadedModel, batch: &[Job]) -> Result<Vec<Vec<(u32, f32)>>, String> {
     let requests: Vec<RankRequest<'_>> = batch
         .iter()
         .map(|j| RankRequest {
@@ -361,7 +382,7 @@ fn score(model: &LoadedModel, batch: &[Job]) -> Result<Vec<Vec<(u32, f32)>>, Pan
             k: j.k,
         })
         .collect();
-    rank(&model.scorer, &requests).map_err(|e| Box::new(e.to_string()) as PanicPayload)
+    rank(&model.scoring, &requests).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -419,6 +440,31 @@ mod tests {
         d.sub(1);
         assert!(d.try_add(2));
         assert_eq!(d.gauge.get(), 2);
+    }
+
+    #[test]
+    fn a_failing_batch_is_retried_one_by_one() {
+        let calls = std::cell::RefCell::new(Vec::new());
+        let results = score_isolating(&[1, 2, 3, 4], |part: &[i32]| {
+            calls.borrow_mut().push(part.len());
+            if part.contains(&3) {
+                panic!("row 3 is out of range");
+            }
+            Ok(part.iter().map(|x| x * 10).collect())
+        });
+        assert_eq!(results[0], Ok(10));
+        assert_eq!(results[1], Ok(20));
+        assert!(results[2].as_ref().unwrap_err().contains("row 3"));
+        assert_eq!(results[3], Ok(40));
+        assert_eq!(*calls.borrow(), vec![4, 1, 1, 1, 1]);
+        // A healthy batch is one call.
+        calls.borrow_mut().clear();
+        let ok = score_isolating(&[1, 2], |p: &[i32]| {
+            calls.borrow_mut().push(p.len());
+            Ok(p.to_vec())
+        });
+        assert_eq!(ok, vec![Ok(1), Ok(2)]);
+        assert_eq!(*calls.borrow(), vec![2]);
     }
 
     #[test]

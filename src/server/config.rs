@@ -6,6 +6,36 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::engine::EngineKind;
+
+/// `--engine`: the manifest's choice or one engine for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    Manifest,
+    Force(EngineKind),
+}
+
+impl EngineChoice {
+    pub fn engine(self) -> Option<EngineKind> {
+        match self {
+            EngineChoice::Manifest => None,
+            EngineChoice::Force(k) => Some(k),
+        }
+    }
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "manifest" {
+            return Ok(EngineChoice::Manifest);
+        }
+        s.parse()
+            .map(EngineChoice::Force)
+            .map_err(|e: String| format!("{e}; or `manifest` for each bundle's own choice"))
+    }
+}
+
 /// Serve top-k recommendations from the ONNX model bundles in a model repository.
 ///
 /// Every flag can also be set through the environment variable shown in brackets.
@@ -79,6 +109,12 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_JSON_LOGS")]
     pub json_logs: bool,
 
+    /// Scoring engine for two-tower (format 2) bundles: `manifest` uses each bundle's
+    /// `serving.engine` (exact when absent); `exact`, `int8` or `ann` overrides it for every
+    /// model. Format-1 bundles always score every row in their ONNX graph.
+    #[arg(long, env = "DISTILREC_ENGINE", default_value = "manifest")]
+    pub engine: EngineChoice,
+
     /// Dedicated inference threads per model (they run the ONNX model off the async workers).
     #[arg(long, env = "DISTILREC_INFERENCE_THREADS", default_value_t = 1)]
     pub inference_threads: usize,
@@ -92,6 +128,46 @@ pub struct Config {
     /// On SIGTERM / ctrl-c, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "DISTILREC_DRAIN_TIMEOUT_S", default_value_t = 30)]
     pub drain_timeout_s: u64,
+
+    /// Accept a non-loopback `--admin-addr` without `--admin-token` (anyone who reaches that
+    /// address can then load and roll back models). Refused at start-up otherwise.
+    #[arg(long, env = "DISTILREC_ADMIN_INSECURE")]
+    pub admin_insecure: bool,
+
+    /// Largest `model.onnx` a bundle may have, in bytes; a larger one is refused (`too_large`)
+    /// from its size alone, before anything is read.
+    #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30)]
+    pub max_model_bytes: u64,
+
+    /// Largest `items.tsv` a bundle may have, in bytes.
+    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20)]
+    pub max_items_bytes: u64,
+
+    /// Largest `users.tsv` a bundle may have, in bytes.
+    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20)]
+    pub max_users_bytes: u64,
+
+    /// Largest `items.f32` (the item matrix of a two-tower bundle) a bundle may have, in bytes.
+    #[arg(long, env = "DISTILREC_MAX_ITEM_MATRIX_BYTES", default_value_t = 8 << 30)]
+    pub max_item_matrix_bytes: u64,
+
+    /// Deadline of one model load (read + check + optimise + warm up), in milliseconds, for the
+    /// poller and the admin API alike. A load past it is refused (`timeout`) and, like any
+    /// refused version, not retried until its files change. It includes building the scoring
+    /// engine: an ANN index over 10^6 items takes minutes on 2 cores (raise it for those).
+    #[arg(long, env = "DISTILREC_LOAD_TIMEOUT_MS", default_value_t = 60_000)]
+    pub load_timeout_ms: u64,
+
+    /// A connection must send a complete request head within this many milliseconds, and an
+    /// idle keep-alive connection is closed after it (hyper starts the same timer whenever a
+    /// connection waits for its next request).
+    #[arg(long, env = "DISTILREC_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// Open connections per listener; further clients wait in the kernel's accept queue until
+    /// one closes, so file descriptors stay bounded.
+    #[arg(long, env = "DISTILREC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
 }
 
 /// A configuration that cannot work, reported at start-up.
@@ -141,6 +217,24 @@ impl Config {
         {
             return fail("--admin-addr must differ from --addr".into());
         }
+        if let Some(addr) = self.admin_addr {
+            if !addr.ip().is_loopback() && self.admin_token.is_none() && !self.admin_insecure {
+                return fail(format!(
+                    "--admin-addr {addr} is not a loopback address, so anyone who reaches it could \
+                     load and roll back models: set --admin-token, or pass --admin-insecure to \
+                     accept that"
+                ));
+            }
+        }
+        if self.load_timeout_ms == 0 {
+            return fail("--load-timeout-ms must be at least 1".into());
+        }
+        if self.header_timeout_ms == 0 {
+            return fail("--header-timeout-ms must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return fail("--max-connections must be at least 1".into());
+        }
         if let Some(name) = &self.default_model {
             if !crate::bundle::valid_model_name(name) {
                 return fail(format!(
@@ -170,6 +264,31 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_s)
+    }
+
+    pub fn load_timeout(&self) -> Duration {
+        Duration::from_millis(self.load_timeout_ms)
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    /// Whether the admin API listens on a non-loopback address without a token (allowed only
+    /// with `--admin-insecure`; logged as a warning).
+    pub fn admin_exposed_without_token(&self) -> bool {
+        self.admin_token.is_none() && self.admin_addr.is_some_and(|a| !a.ip().is_loopback())
+    }
+
+    pub fn bundle_limits(&self) -> crate::bundle::BundleLimits {
+        crate::bundle::BundleLimits {
+            max_model_bytes: self.max_model_bytes,
+            max_items_bytes: self.max_items_bytes,
+            max_users_bytes: self.max_users_bytes,
+            max_item_matrix_bytes: self.max_item_matrix_bytes,
+            max_history: self.max_history,
+            ..crate::bundle::BundleLimits::default()
+        }
     }
 }
 
@@ -206,6 +325,30 @@ mod tests {
         assert!(parse(&["--admin-token", "short"]).validate().is_err());
         assert!(parse(&["--default-model", "../etc"]).validate().is_err());
         assert!(parse(&["--inference-threads", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn a_public_admin_address_needs_a_token_or_the_explicit_flag() {
+        let err = parse(&["--admin-addr", "0.0.0.0:9090"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--admin-token") && err.contains("--admin-insecure"),
+            "{err}"
+        );
+        parse(&[
+            "--admin-addr",
+            "0.0.0.0:9090",
+            "--admin-token",
+            "secret-token",
+        ])
+        .validate()
+        .unwrap();
+        let c = parse(&["--admin-addr", "0.0.0.0:9090", "--admin-insecure"]);
+        c.validate().unwrap();
+        assert!(c.admin_exposed_without_token());
+        parse(&["--admin-addr", "[::1]:9090"]).validate().unwrap();
     }
 
     #[test]

@@ -2,13 +2,32 @@
 //! `{"error", "error_type"}` shape as every other error (axum's own `Json` answers in plain text).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::errors::ApiError;
 
 pub struct Json<T>(pub T);
+
+/// The `{name}` segment of `/v1/models/{name}` and `/admin/models/{name}/...`. A segment that
+/// does not percent-decode to UTF-8 (`%FF`) cannot name a model: 404 `unknown_model` in our
+/// error format instead of axum's plain-text 400.
+pub struct ModelName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(name)) => Ok(ModelName(name)),
+            Err(_) => Err(ApiError::UnknownModel(
+                "(a name that is not valid UTF-8)".into(),
+            )),
+        }
+    }
+}
 
 impl<S, T> FromRequest<S> for Json<T>
 where

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use serde_json::json;
 use super::admin;
 use super::config::Config;
 use super::errors::ApiError;
+use super::extract::ModelName;
 use super::metrics::Metrics;
 use super::protobuf;
 use super::recommend::recommend;
@@ -84,24 +85,35 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let method = req.method().clone();
+    let method = Metrics::method_label(req.method());
     let response = next.run(req).await;
     let route = route.as_deref().unwrap_or("unmatched");
     st.metrics
         .http_requests
-        .with_label_values(&[route, method.as_str(), response.status().as_str()])
+        .with_label_values(&[route, method, response.status().as_str()])
         .inc();
     st.metrics
         .http_duration
-        .with_label_values(&[route, method.as_str()])
+        .with_label_values(&[route, method])
         .observe(start.elapsed().as_secs_f64());
     response
 }
 
 /// Whole-request deadline. Dropping the handler future also closes its reply channel, so the
-/// batcher skips the job if it has not run yet.
+/// batcher skips the job if it has not run yet. Admin routes load models, which has its own
+/// deadline (`--load-timeout-ms`, enforced by the registry); the request deadline must not cut
+/// such a load short, so they get both.
 async fn timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(st.config.request_timeout(), next.run(req)).await {
+    let is_admin = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| p.as_str().starts_with("/admin/"));
+    let deadline = if is_admin {
+        st.config.load_timeout() + st.config.request_timeout()
+    } else {
+        st.config.request_timeout()
+    };
+    match tokio::time::timeout(deadline, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
     }
@@ -155,7 +167,7 @@ async fn list_models(State(st): State<AppState>) -> Response {
 
 async fn model_detail(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     let detail = st
         .registry

@@ -38,6 +38,12 @@ pub struct Metrics {
     pub unknown_items: IntCounterVec,
     /// `model`: requests dropped before inference because the client had gone.
     pub cancelled: IntCounterVec,
+    /// `listener` (`public` / `admin`): open connections.
+    pub connections: IntGaugeVec,
+    /// No labels: scans of the model repository (or of one model's directory) that failed.
+    pub repository_scan_errors: IntCounterVec,
+    /// `model`: requests of a failed batch that failed again when retried alone.
+    pub inference_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -147,7 +153,40 @@ impl Metrics {
                 "Recommend requests dropped before inference because the client had gone.",
                 &["model"],
             ),
+            connections: gauge(
+                "open_connections",
+                "Open HTTP connections per listener.",
+                &["listener"],
+            ),
+            repository_scan_errors: counter(
+                "repository_scan_errors_total",
+                "Scans of the model repository or a model directory that failed (see the logs).",
+                &[],
+            ),
+            inference_errors: counter(
+                "inference_errors_total",
+                "Recommend requests whose model call failed (after retrying a failed batch one by one).",
+                &["model"],
+            ),
             registry,
+        }
+    }
+
+    /// The `method` label: the standard methods by name, anything else `other` (any token is
+    /// a valid method, so the raw value would let clients create unlimited series).
+    pub fn method_label(method: &axum::http::Method) -> &'static str {
+        use axum::http::Method;
+        match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            Method::PATCH => "PATCH",
+            Method::TRACE => "TRACE",
+            Method::CONNECT => "CONNECT",
+            _ => "other",
         }
     }
 
@@ -202,6 +241,14 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("distilrec_"), "{line}");
         }
+    }
+
+    #[test]
+    fn methods_map_to_a_fixed_set() {
+        use axum::http::Method;
+        assert_eq!(Metrics::method_label(&Method::POST), "POST");
+        let odd = Method::from_bytes(b"M0042X").unwrap();
+        assert_eq!(Metrics::method_label(&odd), "other");
     }
 
     #[test]

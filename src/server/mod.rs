@@ -6,7 +6,8 @@
 //! - `registry`: live version per model (hot-swap), polling, admin operations; `model`: loading
 //!   and warming one version; `rank`: history → top-k for a batch.
 //! - `batcher`: the bounded queue and dynamic batching on dedicated inference threads.
-//! - `metrics`: every Prometheus metric; `shutdown`: signal handling and draining.
+//! - `metrics`: every Prometheus metric; `shutdown`: signal handling and draining; `listen`: the
+//!   accept loop with its connection cap and header / idle timeout.
 //!
 //! # API
 //! - `POST /recommend` `{"history": [ids] | "user_id": id, "k"?: 10, "exclude"?: [ids],
@@ -34,8 +35,14 @@
 //! The poller only considers directories named by a positive integer, so write the bundle
 //! under another name in the same model directory (e.g. `.tmp-…`, which is what
 //! `bundle::write_bundle` does) and `rename` it to its version number: the rename is atomic and
-//! a half-written version is never seen. A version that fails to load is remembered and not
-//! retried until its files change (size/mtime).
+//! a half-written version is never seen. A version that fails to load (including one whose load
+//! panicked or passed `--load-timeout-ms`) is remembered and not retried until its files change
+//! (size/mtime). Bundle files must be regular files under `--max-*-bytes` (`bundle::read_capped`).
+//!
+//! # Connections (`listen`)
+//! HTTP/1.1 through hyper's connection builder: at most `--max-connections` per listener (then
+//! the server stops accepting), a request head within `--header-timeout-ms` (also the idle
+//! keep-alive timeout), graceful drain on shutdown.
 //!
 //! # Logs
 //! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0;
@@ -49,6 +56,7 @@ mod errors;
 mod extract;
 mod floor;
 mod http;
+mod listen;
 mod metrics;
 mod model;
 mod openapi;
@@ -58,7 +66,7 @@ mod recommend;
 mod registry;
 mod shutdown;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -71,9 +79,10 @@ pub use config::Config;
 pub use http::{router, AppState};
 pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
-pub use rank::{rank, RankRequest};
+pub use rank::{rank, RankRequest, Scoring};
 
 use batcher::BatcherConfig;
+use listen::ConnLimits;
 use registry::{Registry, RegistryConfig};
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
@@ -100,12 +109,15 @@ pub fn app_state(config: Config) -> AppState {
         RegistryConfig {
             repo: config.models.clone(),
             default_model: config.default_model.clone(),
+            limits: config.bundle_limits(),
+            load_timeout: config.load_timeout(),
             batcher: BatcherConfig {
                 max_batch_size: config.max_batch_size,
                 max_delay: config.max_queue_delay(),
                 queue_capacity: config.queue_capacity,
                 threads: config.inference_threads,
             },
+            engine: config.engine.engine(),
         },
         metrics.clone(),
     );
@@ -146,22 +158,37 @@ pub async fn serve(
         token.clone(),
     ));
 
+    let limits = ConnLimits {
+        max_connections: state.config.max_connections,
+        header_timeout: state.config.header_timeout(),
+    };
+    let connections = |listener: &str| state.metrics.connections.with_label_values(&[listener]);
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, models = %state.config.models.display(), "listening on {addr}");
-    let main = tokio::spawn(
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .into_future(),
-    );
+    let main = tokio::spawn(listen::serve(
+        listener,
+        router(state.clone()),
+        limits,
+        connections("public"),
+        token.clone(),
+    ));
     let admin = match admin_listener {
         Some(l) => {
             let admin_addr = l.local_addr().context("reading the admin address")?;
             tracing::info!(%admin_addr, "admin API listening on {admin_addr}");
-            Some(tokio::spawn(
-                axum::serve(l, http::admin_router(state.clone()))
-                    .with_graceful_shutdown(token.clone().cancelled_owned())
-                    .into_future(),
-            ))
+            if state.config.admin_exposed_without_token() {
+                tracing::warn!(
+                    %admin_addr,
+                    "admin API on a non-loopback address without a token (--admin-insecure)"
+                );
+            }
+            Some(tokio::spawn(listen::serve(
+                l,
+                http::admin_router(state.clone()),
+                limits,
+                connections("admin"),
+                token.clone(),
+            )))
         }
         None => None,
     };
@@ -191,16 +218,16 @@ pub async fn serve(
         tick.tick().await;
         loop {
             tick.tick().await;
-            registry.poll_once().await;
+            // Does not wait for the loads it starts: a slow or stuck model must not delay the
+            // next scan for the others (a model whose load is still running is skipped).
+            registry.poll_in_background().await;
         }
     });
 
     let servers = async {
-        main.await.context("server task")?.context("serving")?;
+        main.await.context("server task")?;
         if let Some(a) = admin {
-            a.await
-                .context("admin server task")?
-                .context("serving admin")?;
+            a.await.context("admin server task")?;
         }
         anyhow::Ok(())
     };

@@ -3,11 +3,14 @@
 //! workers.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use prometheus::IntGauge;
 
-use crate::bundle::{Bundle, BundleError, ItemVocab, Manifest, UserHistories};
+use super::rank::{rank, RankRequest, Scoring};
+use crate::bundle::{Bundle, BundleError, BundleLimits, ItemVocab, Manifest, UserHistories};
+use crate::engine::{self, EngineError, EngineKind};
 use crate::onnx::{OnnxScorer, RuntimeError};
 
 /// A model version ready to serve. Requests hold it through an `Arc` for their whole life, so a
@@ -20,7 +23,9 @@ pub struct LoadedModel {
     pub manifest: Manifest,
     pub items: ItemVocab,
     pub users: Option<UserHistories>,
-    pub scorer: OnnxScorer,
+    pub scoring: Scoring,
+    /// Time spent building the engine (ANN index, int8 codes) at load.
+    pub engine_build_seconds: f64,
     pub loaded_at: SystemTime,
     /// `distilrec_model_instances{model}`, decremented on drop: shows that swapped-out versions
     /// are really freed.
@@ -42,12 +47,16 @@ pub enum LoadError {
     WrongModel { expected: String, found: String },
     #[error("ONNX model rejected: {0}")]
     Runtime(#[from] RuntimeError),
+    #[error("scoring engine: {0}")]
+    Engine(#[from] EngineError),
     #[error("{0}")]
     Shape(String),
     #[error("warm-up failed: {0}")]
     Warmup(String),
     #[error("loading panicked")]
     Panic,
+    #[error("loading did not finish within {0:?} (--load-timeout-ms)")]
+    Timeout(std::time::Duration),
 }
 
 impl LoadError {
@@ -57,9 +66,11 @@ impl LoadError {
             LoadError::Bundle(e) => e.kind(),
             LoadError::WrongModel { .. } => "wrong_model",
             LoadError::Runtime(e) => e.kind(),
+            LoadError::Engine(_) => "engine",
             LoadError::Shape(_) => "output_shape",
             LoadError::Warmup(_) => "warmup",
             LoadError::Panic => "panic",
+            LoadError::Timeout(_) => "timeout",
         }
     }
 }
@@ -71,6 +82,9 @@ pub struct LoadSpec<'a> {
     /// Largest batch the warm-up runs (the batcher's maximum, capped by memory).
     pub warm_batch: usize,
     pub instances: IntGauge,
+    /// `--engine`: overrides the manifest's choice for two-tower bundles.
+    pub engine: Option<EngineKind>,
+    pub limits: BundleLimits,
 }
 
 /// Reads, checks, loads and warms up the bundle in `dir`.
@@ -80,26 +94,38 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
         items,
         users,
         model_bytes,
+        item_matrix,
         ..
-    } = Bundle::load(dir)?;
+    } = Bundle::load_with(dir, &spec.limits)?;
     if manifest.name != spec.name {
         return Err(LoadError::WrongModel {
             expected: spec.name.to_string(),
             found: manifest.name,
         });
     }
-    // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for a
-    // different vocabulary than the one in items.tsv / the manifest.
-    let scorer = OnnxScorer::load(&model_bytes, manifest.n_rows)?;
-    if scorer.n_rows() != manifest.n_rows {
+    let started = Instant::now();
+    let scoring = match item_matrix {
+        // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for
+        // a different vocabulary than the one in items.tsv / the manifest.
+        None => Scoring::FullScores(OnnxScorer::load(&model_bytes, manifest.n_rows)?),
+        Some(matrix) => {
+            let encoder = OnnxScorer::load_encoder(&model_bytes, manifest.n_rows, matrix.dim())?;
+            let params = manifest.serving.clone().unwrap_or_default();
+            let kind = spec.engine.unwrap_or(params.engine);
+            let engine = engine::build(kind, Arc::new(matrix), &params)?;
+            Scoring::TwoTower { encoder, engine }
+        }
+    };
+    let engine_build_seconds = started.elapsed().as_secs_f64();
+    if scoring.n_rows() != manifest.n_rows {
         return Err(LoadError::Shape(format!(
             "the model scores {} rows, the manifest says {}",
-            scorer.n_rows(),
+            scoring.n_rows(),
             manifest.n_rows
         )));
     }
     drop(model_bytes);
-    warm_up(&scorer, manifest.n_rows, spec.warm_batch)?;
+    warm_up(&scoring, manifest.n_rows, spec.warm_batch)?;
     spec.instances.inc();
     Ok(LoadedModel {
         name: manifest.name.clone(),
@@ -108,35 +134,61 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
         manifest,
         items,
         users,
-        scorer,
+        scoring,
+        engine_build_seconds,
         loaded_at: SystemTime::now(),
         instances: spec.instances,
     })
 }
 
-/// Runs the shapes the batcher will use (batch 1 and a full batch) so the first real request
-/// does not pay for lazy initialisation, and refuses a model whose scores are not finite.
-fn warm_up(scorer: &OnnxScorer, n_rows: usize, max_batch: usize) -> Result<(), LoadError> {
-    // Cap the warm-up output at ~16M floats (64 MB) for very large catalogues.
+/// Runs the shapes the batcher will use (batch 1 and a full batch) through the whole ranking
+/// path so the first real request does not pay for lazy initialisation, and refuses a model
+/// whose scores are not finite.
+fn warm_up(scoring: &Scoring, n_rows: usize, max_batch: usize) -> Result<(), LoadError> {
+    // Cap the warm-up at ~16M scores (64 MB) for very large catalogues of format 1.
     let batch = max_batch.clamp(1, (16 << 20) / n_rows.max(1)).max(1);
     let probe: Vec<u32> = (1..n_rows.min(51) as u32).collect();
     let short: &[u32] = &probe[..probe.len().min(1)];
-    for histories in [vec![short], vec![probe.as_slice(); batch]] {
-        let scores = scorer
-            .score_batch(&histories)
-            .map_err(|e| LoadError::Warmup(e.to_string()))?;
-        if scores.len() != histories.len() * n_rows {
+    let k = 10.min(n_rows - 1);
+    // The last row too: a graph whose embedding table is shorter than its output passes the
+    // probe of the first rows and would fail (tract panics on the Gather) on the first request
+    // that uses a high row.
+    let last = [(n_rows - 1) as u32];
+    for histories in [vec![short], vec![probe.as_slice(); batch], vec![&last[..]]] {
+        if let Scoring::FullScores(scorer) = scoring {
+            // Every row's score, not only the top k: a NaN row would silently never be served.
+            let scores = scorer
+                .score_batch(&histories)
+                .map_err(|e| LoadError::Warmup(e.to_string()))?;
+            if let Some(row) = scores[1..n_rows].iter().position(|s| !s.is_finite()) {
+                return Err(LoadError::Warmup(format!(
+                    "score of row {} is not finite",
+                    row + 1
+                )));
+            }
+        }
+        let requests: Vec<RankRequest<'_>> = histories
+            .iter()
+            .map(|h| RankRequest {
+                history: h,
+                exclude: &[],
+                k,
+            })
+            .collect();
+        let ranked = rank(scoring, &requests).map_err(|e| LoadError::Warmup(e.to_string()))?;
+        if ranked.len() != requests.len() {
             return Err(LoadError::Warmup(format!(
-                "expected {} scores, got {}",
-                histories.len() * n_rows,
-                scores.len()
+                "expected {} answers, got {}",
+                requests.len(),
+                ranked.len()
             )));
         }
-        if let Some(row) = scores[1..n_rows].iter().position(|s| !s.is_finite()) {
-            return Err(LoadError::Warmup(format!(
-                "score of row {} is not finite",
-                row + 1
-            )));
+        for (row, score) in ranked.iter().flatten() {
+            if !score.is_finite() {
+                return Err(LoadError::Warmup(format!(
+                    "score of row {row} is not finite"
+                )));
+            }
         }
     }
     Ok(())

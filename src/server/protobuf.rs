@@ -17,6 +17,7 @@ use prost::Message;
 
 use super::errors::{ApiError, ErrorInfo};
 use super::extract::{content_type, is_json_mime, parse, read_body};
+use super::http::AppState;
 use super::recommend::{ExternalId, RecommendRequest, RecommendResponse};
 use crate::proto::v1;
 
@@ -113,10 +114,10 @@ fn quality(ranges: &[(mime::Mime, f32)], format: Format) -> f32 {
 /// The body of `POST /recommend` in either format, as the one request type the handler validates.
 pub struct RecommendBody(pub RecommendRequest);
 
-impl<S: Send + Sync> FromRequest<S> for RecommendBody {
+impl FromRequest<AppState> for RecommendBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match request_format(req.headers()) {
             None => Err(ApiError::UnsupportedMediaType(
                 "`application/json` or `application/x-protobuf`",
@@ -127,10 +128,66 @@ impl<S: Send + Sync> FromRequest<S> for RecommendBody {
             }
             Some(Format::Protobuf) => {
                 let bytes = read_body(req, state, ApiError::MalformedProtobuf).await?;
+                check_id_counts(&bytes, state.config.max_history)?;
                 decode_request(&bytes).map(RecommendBody)
             }
         }
     }
+}
+
+/// Refuses a body with more `history` or `exclude` ids than `--max-history` from the wire format
+/// alone, before decoding allocates a `String` per id (a 256 KB body of empty ids is 128k
+/// of them). The same 422 the handler would give after decoding. A body that does not even
+/// scan is left to the decoder, which names the wire error.
+pub fn check_id_counts(bytes: &[u8], max: usize) -> Result<(), ApiError> {
+    let Some((history, exclude)) = count_ids(bytes) else {
+        return Ok(());
+    };
+    for (field, n) in [("history", history), ("exclude", exclude)] {
+        if n > max {
+            return Err(ApiError::Validation(format!(
+                "{field} has {n} items; the limit is {max}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `(history items, exclude ids)` as they appear on the wire; `None` on a wire error.
+fn count_ids(mut buf: &[u8]) -> Option<(usize, usize)> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    let (mut history, mut exclude) = (0, 0);
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        match (tag, wire) {
+            (1, WireType::LengthDelimited) | (4, WireType::LengthDelimited) => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                let (inner, rest) = (buf.get(..len)?, buf.get(len..)?);
+                if tag == 1 {
+                    history += count_field(inner, 1)?;
+                } else {
+                    exclude += 1;
+                }
+                buf = rest;
+            }
+            _ => skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some((history, exclude))
+}
+
+/// Occurrences of length-delimited field `field` in a message.
+fn count_field(mut buf: &[u8], field: u32) -> Option<usize> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext, WireType};
+    let mut n = 0;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        if tag == field && wire == WireType::LengthDelimited {
+            n += 1;
+        }
+        skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?;
+    }
+    Some(n)
 }
 
 /// Wire errors (truncation, bad varints, wrong wire types, invalid UTF-8) are 400
@@ -265,6 +322,24 @@ mod tests {
         assert_eq!(f("text/plain", ""), Format::Json);
         assert_eq!(f("text/plain", pb), Format::Protobuf);
         assert_eq!(f(pb, "garbage"), Format::Protobuf);
+    }
+
+    #[test]
+    fn too_many_ids_are_refused_before_decoding() {
+        let ids = |n: usize| vec![String::new(); n];
+        let msg = v1::RecommendRequest {
+            history: Some(v1::History { items: ids(1001) }),
+            exclude: ids(3),
+            ..Default::default()
+        };
+        let bytes = msg.encode_to_vec();
+        assert_eq!(count_ids(&bytes), Some((1001, 3)));
+        let err = check_id_counts(&bytes, 1000).unwrap_err();
+        assert_eq!(err.status_and_type().1, "validation");
+        assert!(err.to_string().contains("history has 1001"), "{err}");
+        assert!(check_id_counts(&bytes, 1001).is_ok());
+        // Garbage is left to the decoder.
+        assert!(check_id_counts(b"\xff\xff", 1).is_ok());
     }
 
     #[test]

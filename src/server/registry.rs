@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use super::batcher::{Batcher, BatcherConfig};
 use super::metrics::Metrics;
 use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
-use crate::bundle::{list_models, list_versions, valid_model_name, Role};
+use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits, Role};
 
 /// How many previously live versions are remembered for rollback.
 const ROLLBACK_DEPTH: usize = 16;
@@ -35,6 +35,11 @@ pub struct RegistryConfig {
     pub repo: PathBuf,
     pub default_model: Option<String>,
     pub batcher: BatcherConfig,
+    /// `--engine`: the scoring engine of every two-tower model (else each manifest's choice).
+    pub engine: Option<crate::engine::EngineKind>,
+    pub limits: BundleLimits,
+    /// Deadline of one load (`--load-timeout-ms`).
+    pub load_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +70,9 @@ pub struct LoadFailure {
     pub error: String,
     /// Unix seconds.
     pub at: u64,
+    /// `None` when the files could not even be stat'ed in time: retried once they can.
     #[serde(skip)]
-    fingerprint: u64,
+    fingerprint: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +81,9 @@ struct Control {
     /// Versions that were live before the current one, most recent last.
     previous: Vec<u64>,
     failures: BTreeMap<u64, LoadFailure>,
+    /// A sync with the repository has completed at least once (successful or not): the default
+    /// model choice waits for this before passing over a model that has no live version.
+    synced: bool,
 }
 
 /// One model name: its live version, its batch queue and its load bookkeeping.
@@ -170,38 +179,102 @@ impl Registry {
     }
 
     /// One scan of the repository: new models get an entry, and every unpinned model moves to
-    /// its best version. Errors are logged and counted, never returned: one broken model must
-    /// not stop the others.
-    pub async fn poll_once(&self) {
+    /// its best version, all models concurrently; returns when their loads are done (start-up
+    /// and tests). Errors are logged and counted, never returned: one broken model must not
+    /// stop the others.
+    pub async fn poll_once(self: &Arc<Self>) {
+        let mut tasks = self.start_syncs().await;
+        while tasks.join_next().await.is_some() {}
+        self.choose_default();
+    }
+
+    /// [`Registry::poll_once`] without waiting for the loads it starts, so a slow or stuck load
+    /// (hung NFS) never delays the next scan for the other models. A model whose sync is still
+    /// running is skipped.
+    pub async fn poll_in_background(self: &Arc<Self>) {
+        self.start_syncs().await.detach_all();
+    }
+
+    async fn start_syncs(self: &Arc<Self>) -> tokio::task::JoinSet<()> {
+        let mut tasks = tokio::task::JoinSet::new();
         let repo = self.config.repo.clone();
-        let names = tokio::task::spawn_blocking(move || list_models(&repo))
-            .await
-            .unwrap_or_default();
-        for name in &names {
-            let entry = match self.entry_or_create(name) {
+        let scanned = tokio::task::spawn_blocking(move || scan_models(&repo)).await;
+        let names = match scanned {
+            Ok(Ok(names)) => names,
+            Ok(Err(e)) => {
+                self.scan_failed(&self.config.repo, &e.to_string());
+                return tasks;
+            }
+            Err(e) => {
+                self.scan_failed(&self.config.repo, &e.to_string());
+                return tasks;
+            }
+        };
+        for name in names {
+            let entry = match self.entry_or_create(&name) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(model = %name, error = %e, "cannot serve model");
                     continue;
                 }
             };
-            self.sync_to_best(&entry).await;
+            let this = Arc::clone(self);
+            tasks.spawn(async move {
+                // Busy: a load (poller or admin) is running; the next scan looks again.
+                let Ok(lock) = entry.load_lock.try_lock() else {
+                    return;
+                };
+                this.sync_locked(&entry).await;
+                drop(lock);
+                this.choose_default();
+            });
         }
-        if self.default_model.get().is_none() && !names.is_empty() {
-            let chosen = if names.iter().any(|n| n == PREFERRED_DEFAULT) {
-                PREFERRED_DEFAULT.to_string()
-            } else {
-                names[0].clone()
-            };
-            tracing::info!(model = %chosen, "default model");
-            let _ = self.default_model.set(chosen);
+        tasks
+    }
+
+    fn scan_failed(&self, dir: &Path, error: &str) {
+        self.metrics
+            .repository_scan_errors
+            .with_label_values::<&str>(&[])
+            .inc();
+        tracing::warn!(dir = %dir.display(), error, "cannot scan the model repository; keeping the live versions");
+    }
+
+    /// Without `--default-model`: `ml100k` if present, else the first model by name, passing
+    /// over models that were tried and have no live version (a broken first model must not
+    /// leave the server never-ready). Waits while an earlier candidate is still loading.
+    fn choose_default(&self) {
+        if self.default_model.get().is_some() {
+            return;
+        }
+        let models = self.models.load();
+        let preferred = models.get(PREFERRED_DEFAULT).into_iter();
+        let others = models
+            .iter()
+            .filter(|(n, _)| n.as_str() != PREFERRED_DEFAULT)
+            .map(|(_, e)| e);
+        for entry in preferred.chain(others) {
+            if entry.live_version().is_some() {
+                tracing::info!(model = %entry.name, "default model");
+                let _ = self.default_model.set(entry.name.clone());
+                return;
+            }
+            let tried = entry.control().synced && entry.load_lock.try_lock().is_ok();
+            if !tried {
+                return;
+            }
         }
     }
 
     /// Moves an unpinned model to the highest version on disk that is not known to be broken
     /// (trying lower ones when a load fails). The live version is kept when nothing better loads.
-    async fn sync_to_best(&self, entry: &ModelEntry) {
-        let _lock = entry.load_lock.lock().await;
+    /// The caller holds `load_lock`.
+    async fn sync_locked(&self, entry: &ModelEntry) {
+        self.sync_versions(entry).await;
+        entry.control().synced = true;
+    }
+
+    async fn sync_versions(&self, entry: &ModelEntry) {
         if entry.control().pinned.is_some() {
             return;
         }
@@ -221,10 +294,18 @@ impl Registry {
 
     async fn versions_on_disk(&self, name: &str) -> Vec<u64> {
         let repo = self.config.repo.clone();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || list_versions(&repo, &name))
-            .await
-            .unwrap_or_default()
+        let model = name.to_string();
+        match tokio::task::spawn_blocking(move || scan_versions(&repo, &model)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.scan_failed(&self.config.repo.join(name), &e.to_string());
+                Vec::new()
+            }
+            Err(e) => {
+                self.scan_failed(&self.config.repo.join(name), &e.to_string());
+                Vec::new()
+            }
+        }
     }
 
     async fn known_bad(&self, entry: &ModelEntry, version: u64) -> bool {
@@ -237,10 +318,18 @@ impl Registry {
             return false;
         };
         let dir = self.version_dir(&entry.name, version);
-        let now = tokio::task::spawn_blocking(move || fingerprint(&dir))
-            .await
-            .unwrap_or(0);
-        now == remembered
+        let now = tokio::time::timeout(
+            self.config.load_timeout,
+            tokio::task::spawn_blocking(move || fingerprint(&dir)),
+        )
+        .await;
+        match (now, remembered) {
+            (Ok(Ok(now)), Some(remembered)) => now == remembered,
+            // Stat'able again after a load that could not even stat: worth another try.
+            (Ok(Ok(_)), None) => false,
+            // Still hanging (or the stat thread failed): do not start another load.
+            _ => true,
+        }
     }
 
     fn version_dir(&self, name: &str, version: u64) -> PathBuf {
@@ -259,26 +348,46 @@ impl Registry {
         let spec_instances = self.metrics.model_instances.with_label_values(&[&name]);
         let load_id = self.next_load_id.fetch_add(1, Ordering::Relaxed);
         let warm_batch = self.config.batcher.max_batch_size;
+        let engine = self.config.engine;
+        let limits = self.config.limits;
         let start = Instant::now();
         let fingerprint_dir = dir.clone();
-        let result = run_low_priority(move || {
-            // Taken before reading so a write racing with the load changes it and gets a retry.
-            let print = fingerprint(&fingerprint_dir);
+        let (print_tx, mut print_rx) = oneshot::channel::<u64>();
+        let work = run_low_priority(move || {
+            // Taken before reading so a write racing with the load changes it and gets a retry;
+            // sent ahead of the load so a panic or a timeout is remembered against it too.
+            let _ = print_tx.send(fingerprint(&fingerprint_dir));
             let spec = LoadSpec {
                 name: &name,
                 load_id,
                 warm_batch,
                 instances: spec_instances,
+                engine,
+                limits,
             };
-            (print, load_version(&dir, spec))
-        })
-        .await;
+            load_version(&dir, spec)
+        });
+        // A load stuck in a read (hung NFS) keeps its thread, but no longer the poller or the
+        // load lock: it is refused like any other failure and not retried until files change.
+        let deadline = self.config.load_timeout;
+        let result = match tokio::time::timeout(deadline, work).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(LoadError::Panic),
+            Err(_) => Err(LoadError::Timeout(deadline)),
+        };
+        // After a timeout the thread may still be stuck taking it (a hung stat): wait only briefly.
+        let print = match print_rx.try_recv() {
+            Ok(p) => Some(p),
+            Err(_) => tokio::time::timeout(Duration::from_secs(1), print_rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
         let elapsed = start.elapsed();
         self.metrics
             .reload_duration
             .with_label_values(&[&entry.name])
             .observe(elapsed.as_secs_f64());
-        let (print, result) = result.unwrap_or((0, Err(LoadError::Panic)));
         match result {
             Ok(model) => {
                 self.metrics
@@ -370,25 +479,34 @@ impl Registry {
         let _lock = entry.load_lock.lock().await;
         let on_disk = self.versions_on_disk(name).await;
         let live = entry.live_version();
-        let target = loop {
-            let candidate = entry.control().previous.pop();
-            match candidate {
-                Some(v) if Some(v) != live && on_disk.contains(&v) => break Some(v),
-                Some(_) => continue,
-                None => {
-                    break on_disk
-                        .iter()
-                        .rev()
-                        .find(|&&v| live.is_some_and(|l| v < l))
-                        .copied()
-                }
-            }
-        };
-        let Some(version) = target else {
+        // Chosen without changing the history: a rollback that fails to load (or times out)
+        // leaves it as it was, so it can be retried.
+        let from_history = entry
+            .control()
+            .previous
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|&(_, &v)| Some(v) != live && on_disk.contains(&v))
+            .map(|(i, &v)| (v, Some(i)));
+        let target = from_history.or_else(|| {
+            on_disk
+                .iter()
+                .rev()
+                .find(|&&v| live.is_some_and(|l| v < l))
+                .map(|&v| (v, None))
+        });
+        let Some((version, index)) = target else {
             return Err(RegistryError::NoPrevious(name.to_string()));
         };
         self.load_and_swap(&entry, version, false).await?;
-        entry.control().pinned = Some(version);
+        let mut c = entry.control();
+        if let Some(i) = index {
+            // The target and the entries after it (skipped: gone from disk or live) are used up.
+            c.previous.truncate(i);
+        }
+        c.pinned = Some(version);
+        drop(c);
         tracing::info!(model = %name, version, "model rolled back and pinned");
         Ok(version)
     }
@@ -396,9 +514,12 @@ impl Registry {
     /// Admin: back to following the repository; moves to the best version right away.
     pub async fn unpin(&self, name: &str) -> Result<Option<u64>, RegistryError> {
         let entry = self.known_entry(name)?;
+        // Under the load lock: an admin load still running would otherwise pin its version
+        // after this unpin and silently undo it.
+        let _lock = entry.load_lock.lock().await;
         entry.control().pinned = None;
         tracing::info!(model = %name, "model unpinned");
-        self.sync_to_best(&entry).await;
+        self.sync_locked(&entry).await;
         Ok(entry.live_version())
     }
 
@@ -436,6 +557,9 @@ impl Registry {
             n_users: m.users.as_ref().map_or(0, |u| u.len()),
             parameters: m.manifest.parameters,
             architecture: m.manifest.architecture.kind.clone(),
+            format_version: m.manifest.format_version,
+            engine: m.scoring.engine().map(|e| e.name()),
+            engine_build_seconds: m.engine_build_seconds,
             created_at: m.manifest.created_at,
             loaded_at: m
                 .loaded_at
@@ -475,6 +599,12 @@ pub struct LiveInfo {
     pub n_users: usize,
     pub parameters: u64,
     pub architecture: String,
+    /// Bundle format: 1 (ONNX scores every row) or 2 (user encoder + item matrix).
+    pub format_version: u32,
+    /// Format 2: the scoring engine serving it (`exact`, `int8`, `ann`).
+    pub engine: Option<&'static str>,
+    /// Seconds spent loading the ONNX model and building the engine (e.g. the ANN index).
+    pub engine_build_seconds: f64,
     pub created_at: u64,
     pub loaded_at: u64,
     /// Offline evaluation results recorded in the manifest.
@@ -530,7 +660,7 @@ async fn run_low_priority<T: Send + 'static>(
     let spawned = std::thread::Builder::new()
         .name("model-load".into())
         .spawn(move || {
-            lower_this_threads_priority();
+            crate::os::lower_this_threads_priority();
             // A panic drops `tx`, which the receiver reports as `None`.
             let _ = tx.send(work());
         });
@@ -542,22 +672,6 @@ async fn run_low_priority<T: Send + 'static>(
         }
     }
 }
-
-#[cfg(target_os = "linux")]
-fn lower_this_threads_priority() {
-    // On Linux, PRIO_PROCESS with a thread id renices only that thread.
-    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
-    if rc != 0 {
-        tracing::debug!("could not lower the priority of the model-load thread");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority() {}
 
 #[cfg(test)]
 mod tests {

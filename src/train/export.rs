@@ -11,12 +11,14 @@ use rand::SeedableRng;
 
 use super::deps::data::split::Split;
 use super::deps::data::Interactions;
+use super::deps::onnx::MeanMlpWeights;
 use super::deps::onnx::{ModelWeights, OnnxScorer};
 use super::report::Parity;
 use super::TrainError;
 use crate::bundle::{
-    write_bundle, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
+    write_bundle_with, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
 };
+use crate::engine::EngineParams;
 
 /// An exported model: its ONNX encoding and a tract plan of it.
 pub struct Exported {
@@ -161,20 +163,48 @@ pub struct BundleMeta<'a> {
     pub distillation: Option<serde_json::Value>,
 }
 
+/// Writes `model` as a new bundle version: format 1 (its full-scores ONNX), or with
+/// `two_tower` and a `mean_mlp` model format 2 (the user-encoder ONNX + `items.f32`, served by
+/// the engine in `two_tower`).
 pub fn write(
     repo: &std::path::Path,
     name: &str,
     role: Role,
     model: &Exported,
     meta: &BundleMeta<'_>,
+    two_tower: Option<&EngineParams>,
 ) -> Result<PathBuf, TrainError> {
     let data = meta.data;
-    let mut manifest = Manifest::new(
-        name,
-        role,
-        model.weights.n_rows(),
-        model.weights.architecture(),
-    );
+    let split_tower: Option<(&MeanMlpWeights, &EngineParams)> = match (&model.weights, two_tower) {
+        (ModelWeights::MeanMlp(w), Some(p)) => Some((w, p)),
+        (_, Some(_)) => {
+            return Err(TrainError::Config(format!(
+                "{}: only mean_mlp models can be exported as two-tower bundles",
+                model.name
+            )))
+        }
+        _ => None,
+    };
+    let mut manifest = match split_tower {
+        Some((w, params)) => {
+            let mut m = Manifest::two_tower(
+                name,
+                role,
+                w.n_rows,
+                w.d_last(),
+                true,
+                model.weights.architecture(),
+            );
+            m.serving = Some(params.clone());
+            m
+        }
+        None => Manifest::new(
+            name,
+            role,
+            model.weights.n_rows(),
+            model.weights.architecture(),
+        ),
+    };
     manifest.parameters = model.weights.parameter_count();
     manifest.dataset = Some(DatasetInfo {
         name: data.name.clone(),
@@ -210,11 +240,16 @@ pub fn write(
         })
         .collect();
     let users = UserHistories::new(users);
-    Ok(write_bundle(
+    let (onnx, matrix) = match split_tower {
+        Some((w, _)) => (w.to_encoder_onnx(), Some(w.item_matrix())),
+        None => (model.onnx.clone(), None),
+    };
+    Ok(write_bundle_with(
         repo,
         manifest,
-        &model.onnx,
+        &onnx,
         &items,
         Some(&users),
+        matrix.as_ref(),
     )?)
 }

@@ -7,6 +7,7 @@
 //! `train`), so the server never links the training stack.
 
 mod ease;
+mod engines;
 mod export;
 mod fit;
 mod kd;
@@ -18,6 +19,15 @@ mod report;
 
 use std::path::PathBuf;
 
+/// `--student-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentFormat {
+    TwoTower,
+    FullScores,
+}
+
+pub use engines::EngineEval;
 pub use kd::KdVariant;
 pub use pipeline::run;
 pub use report::Report;
@@ -249,4 +259,18 @@ pub struct Config {
     /// Skip writing bundles (evaluation and report only).
     #[arg(long, env = "DISTILREC_NO_EXPORT")]
     pub no_export: bool,
+    /// Bundle format of the exported student: `two-tower` (format 2: ONNX user encoder +
+    /// `items.f32`, served by a scoring engine) or `full-scores` (format 1: one ONNX graph
+    /// scoring every item). The teacher is always format 1.
+    #[arg(
+        long,
+        env = "DISTILREC_STUDENT_FORMAT",
+        value_enum,
+        default_value = "two-tower"
+    )]
+    pub student_format: StudentFormat,
+    /// Engine written into a two-tower student's manifest (`serving.engine`): exact, int8 or
+    /// ann. The report evaluates all three either way.
+    #[arg(long, env = "DISTILREC_STUDENT_ENGINE", default_value = "exact")]
+    pub student_engine: crate::engine::EngineKind,
 }

@@ -17,8 +17,9 @@ use super::fit::{evaluate_both, fit, projection, TrainOpts};
 use super::kd::{self, HiddenKd, KdVariant, Objective};
 use super::model::{MeanMlp, MlpSpec};
 use super::report::{self, DatasetSummary, ModelResult, Phase, Ratios, Report, SeedResult};
-use super::{ease, plot, Config, TeacherChoice, TrainError};
+use super::{ease, engines, plot, Config, StudentFormat, TeacherChoice, TrainError};
 use crate::bundle::Role;
+use crate::engine::EngineParams;
 
 const RATIOS: [f64; 3] = [0.8, 0.1, 0.1];
 const SPLIT_PROTOCOL: &str = "RecBole default: every interaction positive, per-user random 8:1:1, \
@@ -165,6 +166,17 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         &data,
         config.seed,
     )?;
+    let engine_params = EngineParams {
+        engine: config.student_engine,
+        ..EngineParams::default()
+    };
+    // The exported student through every serving engine, next to exact f32.
+    let engine_evals = match &exported[&main.ratios.kd_student].weights {
+        ModelWeights::MeanMlp(w) => phases.time("serving engines (exported student)", || {
+            engines::evaluate(w, &main.split, &engine_params)
+        })?,
+        ModelWeights::Ease(_) => Vec::new(),
+    };
     let mut bundles = BTreeMap::new();
     if !config.no_export {
         phases.time("export bundles", || {
@@ -178,12 +190,15 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
             };
             let student = find(&main_result.models, &main.ratios.kd_student);
             let teacher = find(&main_result.models, &main.ratios.teacher);
+            let two_tower =
+                (config.student_format == StudentFormat::TwoTower).then_some(&engine_params);
             let s = export::write(
                 &config.models,
                 &name,
                 Role::Student,
                 &exported[&main.ratios.kd_student],
                 &meta(student, Some(student.settings.clone())),
+                two_tower,
             )?;
             let t = export::write(
                 &config.models,
@@ -191,6 +206,7 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
                 Role::Teacher,
                 &exported[&main.ratios.teacher],
                 &meta(teacher, None),
+                None,
             )?;
             tracing::info!(student = %s.display(), teacher = %t.display(), "bundles written");
             bundles.insert("student".to_string(), s);
@@ -247,6 +263,7 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         config: config.clone(),
         split_protocol: SPLIT_PROTOCOL.to_string(),
         main: main_result,
+        engines: engine_evals,
         parity,
         bundles,
         extra,

@@ -123,6 +123,8 @@ pub struct Report {
     pub split_protocol: String,
     /// Main seed: every model, with curves and latency.
     pub main: SeedResult,
+    /// The exported KD student served through each scoring engine (test split).
+    pub engines: Vec<super::engines::EngineEval>,
     pub parity: Vec<Parity>,
     pub bundles: BTreeMap<String, PathBuf>,
     /// Extra seeds (evaluation only).
@@ -275,6 +277,38 @@ impl Report {
             let _ = writeln!(s, "| figure | mean | std | seeds |\n|---|--:|--:|--:|");
             for (k, v) in &self.over_seeds {
                 let _ = writeln!(s, "| {k} | {:.4} | {:.4} | {} |", v.mean, v.std, v.n);
+            }
+        }
+
+        if !self.engines.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Serving engines (exported KD student `{}`, test split, seed {})\n",
+                r.kd_student, self.main.seed
+            );
+            let _ = writeln!(
+                s,
+                "User vectors from the exported ONNX user encoder (tract); each engine searches the \
+                 item matrix with the protocol's exclusions (train + valid items) and the metrics \
+                 are computed from what it returned.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| engine | NDCG@10 | Recall@10 | NDCG@10 vs exact | Recall@10 vs exact | build s | µs per user (batch 1) |\n|---|--:|--:|--:|--:|--:|--:|"
+            );
+            for e in &self.engines {
+                let t = |k: &str| e.test.get(k).copied().unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.4} | {:.4} | {:.2} % | {:.2} % | {:.3} | {:.1} |",
+                    e.engine,
+                    t("ndcg@10"),
+                    t("recall@10"),
+                    100.0 * e.ndcg10_vs_exact,
+                    100.0 * e.recall10_vs_exact,
+                    e.build_seconds,
+                    e.search_us_per_user
+                );
             }
         }
 

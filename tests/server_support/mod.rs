@@ -22,6 +22,12 @@ pub const N_ROWS: usize = 200;
 pub const TOKEN: &str = "test-admin-token";
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The server binary: `DISTILREC_BIN` when set (e.g. to run these tests against an older build
+/// kept aside; the shared target directory's binary changes with every build), else Cargo's.
+pub fn server_bin() -> String {
+    std::env::var("DISTILREC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_distilrec").to_string())
+}
+
 pub fn mlp(seed: u64) -> ModelWeights {
     ModelWeights::MeanMlp(MeanMlpWeights::random(N_ROWS, 8, &[16], seed))
 }
@@ -61,6 +67,7 @@ pub fn publish_with(
         "scratch numbering follows the repository"
     );
     corrupt(&dir);
+    std::fs::create_dir_all(repo.join(name)).unwrap();
     let target = repo.join(name).join(next.to_string());
     std::fs::rename(&dir, &target).unwrap();
     next
@@ -95,6 +102,66 @@ pub fn write_truncated(scratch: &Path, name: &str) -> PathBuf {
     .unwrap()
 }
 
+/// A bundle whose embedding table has only `emb_rows` rows while its output (and items.tsv)
+/// has `N_ROWS`: histories with a row >= `emb_rows` make tract's Gather index out of bounds.
+pub fn write_short_embedding(scratch: &Path, name: &str, emb_rows: usize) -> PathBuf {
+    use prost::Message;
+    let w = mlp(97);
+    let ModelWeights::MeanMlp(m) = &w else {
+        unreachable!("mlp() builds a mean-MLP")
+    };
+    let mut proto = tract_onnx::pb::ModelProto::decode(&*w.to_onnx()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let emb = graph
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "embedding")
+        .expect("the mean-MLP graph has an `embedding` initializer");
+    emb.dims[0] = emb_rows as i64;
+    emb.raw_data.truncate(emb_rows * m.dim * 4);
+    let manifest = Manifest::new(name, Role::Student, N_ROWS, w.architecture());
+    write_bundle(
+        scratch,
+        manifest,
+        &proto.encode_to_vec(),
+        &synthetic_items(N_ROWS),
+        None,
+    )
+    .unwrap()
+}
+
+/// Runs the binary with `args` (no `--addr` added) and waits up to `within` for it to exit;
+/// `None` (after killing it) if it was still running. Returns the exit status and all output.
+pub fn run_until_exit(args: &[&str], within: Duration) -> (Option<ExitStatus>, String) {
+    let mut child = Command::new(server_bin())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("DISTILREC_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the distilrec binary starts");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (status, text)
+}
+
 pub struct Server {
     child: Child,
     pub base: String,
@@ -107,13 +174,20 @@ impl Server {
     /// Starts the binary on `repo` with `--addr 127.0.0.1:0` plus `args`, and waits for the
     /// `listening on` line (and the admin one when `--admin-addr` is passed).
     pub fn start(repo: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_distilrec"))
+        Server::start_env(repo, args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (flags can be set through them; a
+    /// binary that does not know a variable ignores it).
+    pub fn start_env(repo: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(server_bin())
             .arg("--models")
             .arg(repo)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("DISTILREC_ADMIN_TOKEN")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -180,6 +254,18 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Open file descriptors of the server process (Linux `/proc`).
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// `host:port` of the public listener.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
     }
 
     pub fn wait_ready(&self) {

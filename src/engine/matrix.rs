@@ -1,0 +1,203 @@
+//! The item side of a two-tower model: `[n_rows, dim]` f32 vectors and a per-row bias.
+
+/// Item vectors (row-major, row 0 = padding) and per-row bias (zeros when the model has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemMatrix {
+    n_rows: usize,
+    dim: usize,
+    vectors: Vec<f32>,
+    bias: Vec<f32>,
+    has_bias: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("item matrix: {0}")]
+    Shape(String),
+    #[error("item matrix: value at row {row} is not finite")]
+    NonFinite { row: usize },
+}
+
+impl ItemMatrix {
+    pub fn new(
+        n_rows: usize,
+        dim: usize,
+        vectors: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self, MatrixError> {
+        if n_rows < 2 || dim == 0 {
+            return Err(MatrixError::Shape(format!(
+                "needs at least 2 rows and 1 dimension, got [{n_rows}, {dim}]"
+            )));
+        }
+        if vectors.len() != n_rows * dim {
+            return Err(MatrixError::Shape(format!(
+                "{} values for [{n_rows}, {dim}]",
+                vectors.len()
+            )));
+        }
+        let has_bias = bias.is_some();
+        let bias = bias.unwrap_or_else(|| vec![0.0; n_rows]);
+        if bias.len() != n_rows {
+            return Err(MatrixError::Shape(format!(
+                "{} bias values for {n_rows} rows",
+                bias.len()
+            )));
+        }
+        if let Some(i) = vectors.iter().position(|v| !v.is_finite()) {
+            return Err(MatrixError::NonFinite { row: i / dim });
+        }
+        if let Some(row) = bias.iter().position(|v| !v.is_finite()) {
+            return Err(MatrixError::NonFinite { row });
+        }
+        Ok(ItemMatrix {
+            n_rows,
+            dim,
+            vectors,
+            bias,
+            has_bias,
+        })
+    }
+
+    /// Size in bytes of the `items.f32` file for this shape.
+    pub fn file_len(n_rows: usize, dim: usize, has_bias: bool) -> usize {
+        4 * (n_rows * dim + if has_bias { n_rows } else { 0 })
+    }
+
+    /// Parses `items.f32`: `n_rows·dim` little-endian f32 vectors, then `n_rows` biases if
+    /// `has_bias`.
+    pub fn from_le_bytes(
+        bytes: &[u8],
+        n_rows: usize,
+        dim: usize,
+        has_bias: bool,
+    ) -> Result<Self, MatrixError> {
+        let want = Self::file_len(n_rows, dim, has_bias);
+        if bytes.len() != want {
+            return Err(MatrixError::Shape(format!(
+                "file has {} bytes, [{n_rows}, {dim}]{} needs {want}",
+                bytes.len(),
+                if has_bias { " + bias" } else { "" }
+            )));
+        }
+        let floats: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let (vectors, bias) = floats.split_at(n_rows * dim);
+        Self::new(
+            n_rows,
+            dim,
+            vectors.to_vec(),
+            has_bias.then(|| bias.to_vec()),
+        )
+    }
+
+    /// The `items.f32` encoding (see [`ItemMatrix::from_le_bytes`]).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let bias: &[f32] = if self.has_bias { &self.bias } else { &[] };
+        self.vectors
+            .iter()
+            .chain(bias)
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn has_bias(&self) -> bool {
+        self.has_bias
+    }
+
+    /// All vectors, row-major `[n_rows, dim]`.
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.vectors[r * self.dim..(r + 1) * self.dim]
+    }
+
+    /// Exact `query · v_r + b_r`.
+    #[inline]
+    pub fn score(&self, query: &[f32], r: usize) -> f32 {
+        dot(query, self.row(r)) + self.bias[r]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        4 * (self.vectors.len() + self.bias.len())
+    }
+}
+
+/// f32 dot product with independent accumulators (one running sum is several times slower:
+/// it serialises on the add latency).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_round_trip_with_and_without_bias() {
+        let m = ItemMatrix::new(
+            3,
+            2,
+            vec![0., 0., 1., 2., -3., 4.5],
+            Some(vec![0., 1., -1.]),
+        )
+        .unwrap();
+        let bytes = m.to_le_bytes();
+        assert_eq!(bytes.len(), ItemMatrix::file_len(3, 2, true));
+        assert_eq!(ItemMatrix::from_le_bytes(&bytes, 3, 2, true).unwrap(), m);
+        let nb = ItemMatrix::new(2, 2, vec![1., 2., 3., 4.], None).unwrap();
+        let bytes = nb.to_le_bytes();
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(ItemMatrix::from_le_bytes(&bytes, 2, 2, false).unwrap(), nb);
+        assert!(ItemMatrix::from_le_bytes(&bytes, 2, 2, true).is_err());
+        assert!(ItemMatrix::from_le_bytes(&bytes[..15], 2, 2, false).is_err());
+    }
+
+    #[test]
+    fn bad_shapes_and_values_are_refused() {
+        assert!(ItemMatrix::new(1, 2, vec![0.; 2], None).is_err());
+        assert!(ItemMatrix::new(2, 2, vec![0.; 3], None).is_err());
+        assert!(ItemMatrix::new(2, 2, vec![0.; 4], Some(vec![0.])).is_err());
+        assert_eq!(
+            ItemMatrix::new(2, 2, vec![0., 0., f32::NAN, 0.], None).unwrap_err(),
+            MatrixError::NonFinite { row: 1 }
+        );
+    }
+
+    #[test]
+    fn score_is_dot_plus_bias() {
+        let dim = 19;
+        let v: Vec<f32> = (0..2 * dim).map(|i| i as f32 * 0.25).collect();
+        let m = ItemMatrix::new(2, dim, v.clone(), Some(vec![0.0, 2.0])).unwrap();
+        let q: Vec<f32> = (0..dim).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let want: f32 = q.iter().zip(&v[dim..]).map(|(a, b)| a * b).sum::<f32>() + 2.0;
+        assert!((m.score(&q, 1) - want).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,293 @@
+//! Scoring engines: maximum-inner-product search of user vectors against an item matrix.
+//!
+//! A two-tower bundle (format 2, `docs/model-bundle.md`) splits a model into a *user encoder*
+//! (ONNX: history → `user_vector [batch, d]`) and the *item side* as data (`items.f32`:
+//! `[n_rows, d]` + optional bias). The score of row r for user vector u is `u·v_r + b_r`; an
+//! engine returns each query's best k rows, never row 0 (padding) nor an excluded row.
+//!
+//! Engines (pick per model in the manifest's `serving.engine`, or `--engine`):
+//! - [`exact`]: blocked GEMM (the `gemm` crate) fused with a streaming top-k, so the
+//!   `[batch, n_rows]` score matrix is never materialised;
+//! - [`int8`]: per-row symmetric int8 quantisation of the item matrix scanned with integer dot
+//!   products, then an exact f32 re-rank of the best candidates;
+//! - [`ann`]: an HNSW graph (built at load, off the request path) over-fetching candidates that
+//!   are filtered and re-ranked exactly in f32.
+//!
+//! No HTTP, no async: the batcher calls [`Engine::search`] on its inference threads.
+
+pub mod ann;
+pub mod exact;
+pub mod int8;
+mod matrix;
+pub mod synthetic;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use matrix::{ItemMatrix, MatrixError};
+
+use crate::topk::TopK;
+
+/// One query of a batch: how many rows it wants and which it must not get.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub k: usize,
+    /// Rows never returned, **sorted ascending and deduplicated** (row 0 is always excluded).
+    pub exclude: &'a [u32],
+}
+
+impl Query<'_> {
+    #[inline]
+    pub fn excludes(&self, row: u32) -> bool {
+        row == 0 || self.exclude.binary_search(&row).is_ok()
+    }
+}
+
+/// Sorted, deduplicated exclusion list from any rows (what [`Query::exclude`] expects).
+pub fn exclusion_list(rows: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let mut v: Vec<u32> = rows.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Best `(row, score)` pairs of each query, descending; scores are exact f32 `u·v + b`.
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+    /// `queries`: row-major `[queries.len(), dim]` user vectors, one per entry of `requests`.
+    fn search(&self, queries: &[f32], requests: &[Query<'_>]) -> Vec<Vec<(u32, f32)>>;
+    /// Bytes this engine holds besides the shared f32 item matrix (index, quantised copy).
+    fn extra_bytes(&self) -> usize;
+}
+
+/// Which engine serves a two-tower model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    #[default]
+    Exact,
+    Int8,
+    Ann,
+}
+
+impl EngineKind {
+    pub const ALL: [EngineKind; 3] = [EngineKind::Exact, EngineKind::Int8, EngineKind::Ann];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Exact => "exact",
+            EngineKind::Int8 => "int8",
+            EngineKind::Ann => "ann",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown engine `{s}` (expected exact, int8 or ann)"))
+    }
+}
+
+/// Engine settings as written in a manifest's `serving` section; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineParams {
+    pub engine: EngineKind,
+    pub int8: int8::Int8Params,
+    pub ann: ann::AnnParams,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid engine parameters: {0}")]
+    Params(String),
+    #[error("building the ANN index failed: {0}")]
+    Build(String),
+}
+
+/// Builds the engine `kind` over `items` (blocking; the ANN index takes seconds at 10^6 rows).
+pub fn build(
+    kind: EngineKind,
+    items: std::sync::Arc<ItemMatrix>,
+    params: &EngineParams,
+) -> Result<Box<dyn Engine>, EngineError> {
+    Ok(match kind {
+        EngineKind::Exact => Box::new(exact::Exact::new(items)),
+        EngineKind::Int8 => Box::new(int8::Int8::new(items, params.int8.clone())?),
+        EngineKind::Ann => Box::new(ann::Ann::build(items, params.ann.clone())?),
+    })
+}
+
+/// Exact f32 re-rank of candidate rows: the best `q.k` of `candidates` that `q` allows.
+/// Candidates may repeat; a repeated row is counted once.
+pub(crate) fn rerank(
+    items: &ItemMatrix,
+    query: &[f32],
+    q: &Query<'_>,
+    candidates: impl IntoIterator<Item = u32>,
+) -> Vec<(u32, f32)> {
+    let mut best = TopK::new(q.k);
+    let mut seen = std::collections::HashSet::new();
+    for row in candidates {
+        if q.excludes(row) || !seen.insert(row) {
+            continue;
+        }
+        best.push(row, items.score(query, row as usize));
+    }
+    best.into_sorted()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared by the engines' tests: random and clustered catalogues, the brute-force reference.
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    pub fn random_matrix(n_rows: usize, dim: usize, bias: bool, seed: u64) -> ItemMatrix {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..n_rows * dim)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let b = bias.then(|| (0..n_rows).map(|_| rng.random_range(-0.5..0.5)).collect());
+        ItemMatrix::new(n_rows, dim, v, b).unwrap()
+    }
+
+    pub fn random_queries(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// The definition: score every allowed row, full sort, ties by lower row.
+    pub fn brute_force(items: &ItemMatrix, query: &[f32], q: &Query<'_>) -> Vec<(u32, f32)> {
+        let mut all: Vec<(u32, f32)> = (0..items.n_rows() as u32)
+            .filter(|&r| !q.excludes(r))
+            .map(|r| (r, items.score(query, r as usize)))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(q.k);
+        all
+    }
+
+    /// Random exclusion lists and k per query.
+    pub fn random_requests(n: usize, n_rows: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<usize>) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let ex = (0..n)
+            .map(|_| {
+                let m = rng.random_range(0..60);
+                exclusion_list((0..m).map(|_| rng.random_range(0..n_rows as u32)))
+            })
+            .collect();
+        let ks = (0..n).map(|_| rng.random_range(0..30)).collect();
+        (ex, ks)
+    }
+
+    /// Checks `got` against the definition: same length, scores equal rank by rank (GEMM sums
+    /// in another order than `dot`, so only near-ties may swap rows), every row allowed, and
+    /// every reported score equal to the row's true score.
+    pub fn assert_exact(
+        items: &ItemMatrix,
+        queries: &[f32],
+        reqs: &[Query<'_>],
+        got: &[Vec<(u32, f32)>],
+    ) {
+        let dim = items.dim();
+        assert_eq!(got.len(), reqs.len());
+        for (i, q) in reqs.iter().enumerate() {
+            let query = &queries[i * dim..(i + 1) * dim];
+            let want = brute_force(items, query, q);
+            assert_eq!(got[i].len(), want.len(), "query {i}");
+            let tol = |x: f32| 1e-4 * x.abs().max(1.0);
+            for (g, w) in got[i].iter().zip(&want) {
+                assert!((g.1 - w.1).abs() <= tol(w.1), "query {i}: {g:?} vs {w:?}");
+                assert!(!q.excludes(g.0), "query {i}: excluded row {} returned", g.0);
+                let truth = items.score(query, g.0 as usize);
+                assert!(
+                    (g.1 - truth).abs() <= tol(truth),
+                    "query {i}: row {} score",
+                    g.0
+                );
+            }
+            let rows: std::collections::HashSet<u32> = got[i].iter().map(|p| p.0).collect();
+            assert_eq!(rows.len(), got[i].len(), "query {i}: a row repeats");
+        }
+    }
+
+    /// Runs `batch` random queries (seeds `seed`, `seed + 1`) with random k and exclusions
+    /// through an approximate engine, asserts what every engine guarantees (the right length,
+    /// no excluded row, exact scores) and returns the mean recall against brute force.
+    pub fn approximate_recall(
+        engine: &dyn Engine,
+        items: &ItemMatrix,
+        batch: usize,
+        seed: u64,
+    ) -> f64 {
+        let dim = items.dim();
+        let queries = random_queries(batch, dim, seed);
+        let (ex, ks) = random_requests(batch, items.n_rows(), seed + 1);
+        let reqs: Vec<Query> = ex
+            .iter()
+            .zip(&ks)
+            .map(|(e, &k)| Query { k, exclude: e })
+            .collect();
+        let got = engine.search(&queries, &reqs);
+        let mut total = 0.0;
+        for (i, q) in reqs.iter().enumerate() {
+            let query = &queries[i * dim..(i + 1) * dim];
+            let want = brute_force(items, query, q);
+            assert_eq!(got[i].len(), want.len(), "query {i}");
+            for &(row, score) in &got[i] {
+                assert!(!q.excludes(row), "query {i}: excluded row {row}");
+                assert!((score - items.score(query, row as usize)).abs() < 1e-4);
+            }
+            total += recall(&got[i], &want);
+        }
+        total / batch as f64
+    }
+
+    pub fn recall(got: &[(u32, f32)], want: &[(u32, f32)]) -> f64 {
+        if want.is_empty() {
+            return 1.0;
+        }
+        let w: std::collections::HashSet<u32> = want.iter().map(|p| p.0).collect();
+        got.iter().filter(|p| w.contains(&p.0)).count() as f64 / want.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_print() {
+        for k in EngineKind::ALL {
+            assert_eq!(k.name().parse::<EngineKind>().unwrap(), k);
+        }
+        assert!("faiss".parse::<EngineKind>().is_err());
+        let p: EngineParams = serde_json::from_str(r#"{"engine": "ann"}"#).unwrap();
+        assert_eq!(p.engine, EngineKind::Ann);
+        assert!(serde_json::from_str::<EngineParams>(r#"{"engin": "ann"}"#).is_err());
+    }
+
+    #[test]
+    fn exclusion_lists_are_sorted_sets() {
+        assert_eq!(exclusion_list([5, 1, 5, 3]), vec![1, 3, 5]);
+        let q = Query {
+            k: 1,
+            exclude: &[2, 4],
+        };
+        assert!(q.excludes(0) && q.excludes(4) && !q.excludes(3));
+    }
+}

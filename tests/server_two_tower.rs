@@ -1,0 +1,235 @@
+//! End to end over HTTP: two-tower (format 2) bundles — user encoder ONNX + items.f32 — served
+//! through each scoring engine by the real binary on port 0, checked against the reference
+//! forward pass of the same weights; engine choice by manifest and by `--engine`; a damaged
+//! item matrix refused while the previous version keeps serving; a swap across formats.
+
+mod server_support;
+
+use distilrec::bundle::ITEM_MATRIX_FILE;
+use distilrec::engine::synthetic::clustered_items;
+use distilrec::engine::{EngineKind, EngineParams};
+use distilrec::onnx::{write_synthetic_two_tower, MeanMlpWeights, ModelWeights};
+use serde_json::{json, Value};
+use server_support::*;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("models");
+    std::fs::create_dir(&repo).unwrap();
+    (root, repo)
+}
+
+/// A student of the test size with a clustered item side.
+fn student(seed: u64) -> MeanMlpWeights {
+    let mut w = MeanMlpWeights::random(N_ROWS, 8, &[16], seed);
+    w.set_item_matrix(&clustered_items(N_ROWS, 16, 8, seed + 100));
+    w
+}
+
+fn publish_tt(
+    repo: &std::path::Path,
+    name: &str,
+    w: &MeanMlpWeights,
+    engine: Option<EngineKind>,
+) -> u64 {
+    let serving = engine.map(|engine| EngineParams {
+        engine,
+        ..EngineParams::default()
+    });
+    let dir = write_synthetic_two_tower(repo, name, w, distilrec::bundle::Role::Student, serving)
+        .expect("bundle writes");
+    dir.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+const HISTORY: [u32; 4] = [4, 8, 15, 16];
+const EXCLUDE: [u32; 2] = [23, 42];
+
+fn ask(server: &Server, model: &str, k: usize) -> Value {
+    let ids: Vec<String> = HISTORY.iter().map(|r| format!("i{r}")).collect();
+    let ex: Vec<String> = EXCLUDE.iter().map(|r| format!("i{r}")).collect();
+    let (status, body, _) =
+        server.recommend(json!({"history": ids, "exclude": ex, "k": k, "model": model}));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn excluded() -> Vec<u32> {
+    HISTORY.iter().chain(&EXCLUDE).copied().collect()
+}
+
+#[test]
+fn every_engine_serves_the_reference_ranking() {
+    let (_root, repo) = setup();
+    let w = student(1);
+    for kind in EngineKind::ALL {
+        publish_tt(&repo, &format!("tt-{kind}"), &w, Some(kind));
+    }
+    let server = Server::start(&repo, &["--default-model", "tt-exact"]);
+    server.wait_ready();
+    let reference = ModelWeights::MeanMlp(w.clone());
+    for kind in EngineKind::ALL {
+        let name = format!("tt-{kind}");
+        wait_for(&format!("{name} live"), || {
+            server.live_version(&name).is_some()
+        });
+        let detail = server.get_json(&format!("/v1/models/{name}"));
+        assert_eq!(detail["live"]["format_version"], 2, "{detail}");
+        assert_eq!(detail["live"]["engine"], kind.name(), "{detail}");
+        for k in [10, 100] {
+            let body = ask(&server, &name, k);
+            if kind == EngineKind::Exact {
+                assert_matches_reference(&body["items"], &reference, &HISTORY, &excluded(), k);
+            } else {
+                // Approximate engines: exact scores of allowed rows, nearly the true top k
+                // (the engines' unit tests measure recall on large clustered catalogues).
+                assert_near_reference(&body["items"], &reference, k, 0.9);
+            }
+        }
+    }
+}
+
+/// Every served score equals the reference, nothing excluded is served, the list has the
+/// right length, and at least `min_recall` of the reference top k is in it.
+fn assert_near_reference(items: &Value, weights: &ModelWeights, k: usize, min_recall: f64) {
+    let ex = excluded();
+    let reference = weights.score_reference(&HISTORY);
+    let mut best: Vec<u32> = (1..N_ROWS as u32).filter(|r| !ex.contains(r)).collect();
+    best.sort_by(|a, b| reference[*b as usize].total_cmp(&reference[*a as usize]));
+    best.truncate(k);
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), best.len());
+    let mut hits = 0;
+    for item in items {
+        let row = row_of(item["id"].as_str().unwrap());
+        assert!(
+            row > 0 && !ex.contains(&row),
+            "row {row} must not be served"
+        );
+        let score = item["score"].as_f64().unwrap() as f32;
+        assert!((score - reference[row as usize]).abs() < 1e-4, "row {row}");
+        hits += usize::from(best.contains(&row));
+    }
+    let recall = hits as f64 / best.len() as f64;
+    assert!(recall >= min_recall, "recall {recall}");
+}
+
+#[test]
+fn the_engine_flag_overrides_the_manifest() {
+    let (_root, repo) = setup();
+    publish_tt(&repo, "tt", &student(2), Some(EngineKind::Exact));
+    let server = Server::start(&repo, &["--engine", "ann"]);
+    server.wait_ready();
+    let detail = server.get_json("/v1/models/tt");
+    assert_eq!(detail["live"]["engine"], "ann", "{detail}");
+    let body = ask(&server, "tt", 5);
+    assert_matches_reference(
+        &body["items"],
+        &ModelWeights::MeanMlp(student(2)),
+        &HISTORY,
+        &excluded(),
+        5,
+    );
+}
+
+#[test]
+fn a_damaged_item_matrix_is_refused_and_the_old_version_keeps_serving() {
+    let (_root, repo) = setup();
+    let w1 = student(3);
+    publish_tt(&repo, "tt", &w1, None);
+    let server = Server::start(&repo, &["--poll-interval-ms", "100"]);
+    server.wait_ready();
+    // Version 2: one flipped byte in items.f32 (checksum); version 3: truncated (size).
+    let v2 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &student(4), None);
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            let p = dir.join(ITEM_MATRIX_FILE);
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes[100] ^= 0x40;
+            std::fs::write(&p, bytes).unwrap();
+        },
+    );
+    let v3 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &student(5), None);
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            let p = dir.join(ITEM_MATRIX_FILE);
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        },
+    );
+    wait_for("both refusals", || {
+        let f = server.get_json("/v1/models/tt")["load_failures"].clone();
+        f.as_array().is_some_and(|a| a.len() == 2)
+    });
+    let failures = server.get_json("/v1/models/tt")["load_failures"].clone();
+    let kinds: Vec<(u64, String)> = failures
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["version"].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (v2, "checksum".to_string()),
+            (v3, "inconsistent".to_string())
+        ]
+    );
+    assert_eq!(server.live_version("tt"), Some(1));
+    let body = ask(&server, "tt", 5);
+    assert_matches_reference(
+        &body["items"],
+        &ModelWeights::MeanMlp(w1),
+        &HISTORY,
+        &excluded(),
+        5,
+    );
+}
+
+#[test]
+fn a_format_one_model_swaps_to_a_two_tower_version() {
+    let (_root, repo) = setup();
+    let w1 = student(6);
+    publish(&repo, "m", &ModelWeights::MeanMlp(w1.clone()));
+    let server = Server::start(&repo, &["--poll-interval-ms", "100"]);
+    server.wait_ready();
+    assert_eq!(server.get_json("/v1/models/m")["live"]["format_version"], 1);
+    let before = ask(&server, "m", 10);
+    // The same weights as a two-tower bundle rank the same items with the same scores.
+    publish_tt(&repo, "m", &w1, Some(EngineKind::Exact));
+    wait_for("version 2 live", || server.live_version("m") == Some(2));
+    let after = ask(&server, "m", 10);
+    assert_eq!(after["version"], 2);
+    let rows = |b: &Value| -> Vec<String> {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(rows(&before), rows(&after));
+    for (a, b) in before["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(after["items"].as_array().unwrap())
+    {
+        let (a, b) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
