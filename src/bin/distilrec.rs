@@ -4,6 +4,12 @@ use clap::Parser;
 use distilrec::logging::{self, Stream};
 use distilrec::server::Config;
 
+/// Requests are parsed on the tokio workers and their buffers freed on the inference threads;
+/// glibc malloc spent ~12 % of the server's CPU on that cross-thread traffic under load
+/// (measured with `perf record` at 1,682 items), mimalloc's per-thread free lists do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

