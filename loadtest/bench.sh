@@ -288,6 +288,16 @@ want trained && for target in "student:$STUDENT" "teacher:$TEACHER"; do
     measure "$label" 1682
     stop_server
 done
+# The same student as a format-1 bundle (one ONNX graph scoring every item), side by side with
+# the two-tower export above when the student's newest version is format 2.
+if want trained && [[ $student_v1_bundle != "$student_bundle" ]]; then
+    repo=$OUT/repos/student-v1
+    rm -rf "$repo"; mkdir -p "$repo/$STUDENT"
+    ln -s "$student_v1_bundle" "$repo/$STUDENT/$(basename "$student_v1_bundle")"
+    start_distilrec "$repo" "$STUDENT"
+    measure student-v1 1682
+    stop_server
+fi
 
 # The MLP teacher at 100k items takes ~7 ms per request here: start its sweep lower.
 want large && for target in student100k:$SWEEP_START teacher100k:100; do
@@ -311,6 +321,10 @@ if want engines; then
             esac
             repo=$(single_model_repo "$name" "$OUT/synth/$model")
             READY_TIMEOUT=3600 EXTRA_SERVER_ARGS="--engine $engine --load-timeout-ms 3600000" start_distilrec "$repo" "$model"
+            # At 10^6 items the load thread has just written ~1 GB (matrix + index): let the
+            # kernel and allocator settle before the first sweep step (it failed right after the
+            # build in an earlier run and passed 20 s later).
+            [[ $label == 1m ]] && sleep "${SETTLE_1M:-15}"
             START=$start measure "$name" "$n"
             if [[ $name == student1m-ann ]]; then
                 # The issue's 1M point: open loop at exactly 500 req/s.
