@@ -12,7 +12,7 @@
 //! honoured exactly and never take a result slot; the `k + overfetch` candidates found are
 //! re-scored exactly in f32 and the best k returned, so returned scores are exact. If the graph
 //! yields fewer than k allowed rows (tiny catalogues, almost everything excluded) the query
-//! falls back to the exact engine.
+//! falls back to scoring every allowed row.
 //!
 //! The build runs on a dedicated thread pool at lowered priority; it happens at model load,
 //! before the version is swapped in.
@@ -23,8 +23,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::exact::Exact;
 use super::{rerank, Engine, EngineError, EngineKind, ItemMatrix, Query};
+use crate::topk::TopK;
 
 /// Concurrent searchers the index reserves state for (usearch refuses, rather than queues, a
 /// search beyond the reserved number): inference threads of one model plus offline callers.
@@ -63,7 +63,6 @@ impl Default for AnnParams {
 pub struct Ann {
     items: Arc<ItemMatrix>,
     index: Index,
-    fallback: Exact,
     params: AnnParams,
     build_seconds: f64,
 }
@@ -129,7 +128,6 @@ impl Ann {
         let build_seconds = start.elapsed().as_secs_f64();
         tracing::debug!(rows = items.n_rows() - 1, build_seconds, "ANN index built");
         Ok(Ann {
-            fallback: Exact::new(Arc::clone(&items)),
             items,
             index,
             params,
@@ -161,13 +159,23 @@ impl Ann {
         };
         let allowed = self.items.n_rows() - 1 - q.exclude.iter().filter(|&&r| r != 0).count();
         if best.len() < q.k.min(allowed) {
-            return self
-                .fallback
-                .search(query, std::slice::from_ref(q))
-                .remove(0);
+            return scan_all(&self.items, query, q);
         }
         best
     }
+}
+
+/// The fallback for a short graph answer: every allowed row scored in f32. Rare (tiny
+/// catalogues, almost everything excluded), so it scans rows instead of keeping a second,
+/// GEMM-friendly copy of the items next to the index as [`super::exact::Exact`] does.
+fn scan_all(items: &ItemMatrix, query: &[f32], q: &Query<'_>) -> Vec<(u32, f32)> {
+    let mut best = TopK::new(q.k);
+    for row in 1..items.n_rows() as u32 {
+        if !q.excludes(row) {
+            best.push(row, items.score(query, row as usize));
+        }
+    }
+    best.into_sorted()
 }
 
 impl Engine for Ann {
@@ -197,6 +205,7 @@ impl Engine for Ann {
 
 #[cfg(test)]
 mod tests {
+    use super::super::exact::Exact;
     use super::super::testing::*;
     use super::*;
 

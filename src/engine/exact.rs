@@ -1,8 +1,15 @@
 //! Exact search: the item matrix is scanned in blocks of [`BLOCK`] rows; each block's scores
 //! for the whole batch come from one GEMM call (`gemm` crate: runtime-dispatched AVX2 / AVX-512
-//! kernels, a GEMV path for batch 1) into a block-sized scratch buffer, and feed each query's
-//! streaming top-k at once. Memory traffic is one pass over the item matrix per batch; the
-//! `[batch, n_rows]` score matrix is never allocated.
+//! kernels) into a block-sized scratch buffer, and feed each query's streaming top-k at once.
+//! Memory traffic is one pass over the item matrix per batch; the `[batch, n_rows]` score matrix
+//! is never allocated.
+//!
+//! The engine keeps its own copy of the items in the layout the GEMM kernels read directly:
+//! column-major blocks (`[dim, BLOCK]`, rows padded to a multiple of 16 lanes). With the
+//! row-major `items.f32` layout `gemm` re-packed every block of the catalogue on every call
+//! (`gemm-common`: a left operand is used in place only when its rows are contiguous and its row
+//! count a multiple of the SIMD width); packing once at load is what tract does with a constant
+//! item matrix, and is why the format-1 path beat this engine before.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,13 +21,33 @@ use crate::topk::TopK;
 /// batch's scores for it are selected.
 pub const BLOCK: usize = 2048;
 
+/// Row padding of the last block: the widest SIMD register (AVX-512) holds 16 f32 lanes.
+const LANES: usize = 16;
+
 pub struct Exact {
     items: Arc<ItemMatrix>,
+    /// Block `b` starts at `b · BLOCK · dim`; element (row i of the block, d) is at
+    /// `start + d · padded_len(b) + i`. Padding rows are zero and never read back.
+    blocks: Vec<f32>,
+}
+
+fn padded(len: usize) -> usize {
+    len.div_ceil(LANES) * LANES
 }
 
 impl Exact {
     pub fn new(items: Arc<ItemMatrix>) -> Self {
-        Exact { items }
+        let (n, dim) = (items.n_rows(), items.dim());
+        let mut blocks = Vec::with_capacity(padded(n) * dim);
+        for start in (0..n).step_by(BLOCK) {
+            let len = BLOCK.min(n - start);
+            let plen = padded(len);
+            for d in 0..dim {
+                blocks.extend((start..start + len).map(|r| items.row(r)[d]));
+                blocks.extend(std::iter::repeat_n(0.0, plen - len));
+            }
+        }
+        Exact { items, blocks }
     }
 }
 
@@ -47,10 +74,18 @@ impl Engine for Exact {
             let bias = m.bias();
             for start in (0..m.n_rows()).step_by(BLOCK) {
                 let len = BLOCK.min(m.n_rows() - start);
-                let block = &m.vectors()[start * dim..(start + len) * dim];
-                block_scores(block, len, dim, queries, batch, &mut scores[..len * batch]);
+                let plen = padded(len);
+                let block = &self.blocks[start * dim..start * dim + plen * dim];
+                block_scores(
+                    block,
+                    plen,
+                    dim,
+                    queries,
+                    batch,
+                    &mut scores[..plen * batch],
+                );
                 for (qi, (acc, q)) in best.iter_mut().zip(requests).enumerate() {
-                    let s = &scores[qi * len..(qi + 1) * len];
+                    let s = &scores[qi * plen..qi * plen + len];
                     let b = &bias[start..start + len];
                     for (j, (&dot, &bj)) in s.iter().zip(b).enumerate() {
                         let score = dot + bj;
@@ -68,12 +103,13 @@ impl Engine for Exact {
     }
 
     fn extra_bytes(&self) -> usize {
-        // Only the per-thread scratch block, `BLOCK × batch` floats.
-        0
+        // The column-major copy of the items (the per-thread scratch is `BLOCK × batch` floats).
+        self.blocks.len() * std::mem::size_of::<f32>()
     }
 }
 
-/// `out[q·len + i] = block[i] · queries[q]` for a `[len, dim]` block and `[batch, dim]` queries.
+/// `out[q·len + i] = block[i] · queries[q]` for a column-major `[len, dim]` block (element
+/// (i, d) at `d·len + i`) and row-major `[batch, dim]` queries.
 fn block_scores(
     block: &[f32],
     len: usize,
@@ -84,7 +120,7 @@ fn block_scores(
 ) {
     assert!(block.len() == len * dim && queries.len() == batch * dim && out.len() == len * batch);
     // dst (len × batch), column-major: element (i, q) at q·len + i.
-    // lhs = block (len × dim), row-major: (i, d) at i·dim + d.
+    // lhs = block (len × dim), column-major: (i, d) at d·len + i.
     // rhs = queriesᵀ (dim × batch): (d, q) at q·dim + d.
     // SAFETY: the three buffers have exactly the extents described by (m, n, k) and the strides
     // above (asserted), `out` is exclusively borrowed and does not alias the inputs, and
@@ -99,8 +135,8 @@ fn block_scores(
             1,
             false,
             block.as_ptr(),
+            len as isize,
             1,
-            dim as isize,
             queries.as_ptr(),
             dim as isize,
             1,
