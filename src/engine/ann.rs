@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::{rerank, Engine, EngineError, EngineKind, ItemMatrix, Query};
-use crate::topk::TopK;
 
 /// Concurrent searchers the index reserves state for (usearch refuses, rather than queues, a
 /// search beyond the reserved number): inference threads of one model plus offline callers.
@@ -159,23 +158,12 @@ impl Ann {
         };
         let allowed = self.items.n_rows() - 1 - q.exclude.iter().filter(|&&r| r != 0).count();
         if best.len() < q.k.min(allowed) {
-            return scan_all(&self.items, query, q);
+            // Rare (tiny catalogues, almost everything excluded): score every allowed row
+            // rather than keep a second, GEMM-friendly copy of the items as `Exact` does.
+            return rerank(&self.items, query, q, 1..self.items.n_rows() as u32);
         }
         best
     }
-}
-
-/// The fallback for a short graph answer: every allowed row scored in f32. Rare (tiny
-/// catalogues, almost everything excluded), so it scans rows instead of keeping a second,
-/// GEMM-friendly copy of the items next to the index as [`super::exact::Exact`] does.
-fn scan_all(items: &ItemMatrix, query: &[f32], q: &Query<'_>) -> Vec<(u32, f32)> {
-    let mut best = TopK::new(q.k);
-    for row in 1..items.n_rows() as u32 {
-        if !q.excludes(row) {
-            best.push(row, items.score(query, row as usize));
-        }
-    }
-    best.into_sorted()
 }
 
 impl Engine for Ann {
