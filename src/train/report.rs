@@ -290,7 +290,8 @@ impl Report {
                 s,
                 "User vectors from the exported ONNX user encoder (tract); each engine searches the \
                  item matrix with the protocol's exclusions (train + valid items) and the metrics \
-                 are computed from what it returned.\n"
+                 are computed from what it returned. `ann` walks its HNSW graph here even though \
+                 serving scans catalogues below `full_scan_below` items exactly.\n"
             );
             let _ = writeln!(
                 s,
