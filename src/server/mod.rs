@@ -76,7 +76,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use batcher::{Next, Pending, State as BatchState};
 pub use config::Config;
-pub use http::{router, AppState};
+pub use http::{router, AppState, Shared};
 pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
 pub use rank::{rank, RankRequest, Scoring};
@@ -121,12 +121,12 @@ pub fn app_state(config: Config) -> AppState {
         },
         metrics.clone(),
     );
-    AppState {
+    AppState::new(Shared {
         config: Arc::new(config),
         registry: Arc::new(registry),
         metrics: Arc::new(metrics),
         draining: Arc::new(AtomicBool::new(false)),
-    }
+    })
 }
 
 /// Serves on already-bound listeners until `shutdown` resolves, then drains and returns.

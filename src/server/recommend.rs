@@ -110,7 +110,6 @@ enum Source {
 /// Headers `x-queue-time` and `x-inference-time` are integer microseconds (also in the body as
 /// `timing.queue_us` / `timing.inference_us`); `x-model-version` is the version that answered.
 /// The body is JSON or protobuf (`protobuf.rs` negotiates); both arrive here as one type.
-#[tracing::instrument(skip_all)]
 pub async fn recommend(
     State(st): State<AppState>,
     headers: HeaderMap,
