@@ -1,6 +1,7 @@
-//! In-process recommend path (history → one model call → masking + top-k), exactly the code the
-//! server's inference threads run, for the default student and teacher bundles at batch 1 and
-//! 32. Per-request cost = reported time / batch size.
+//! In-process recommend path (history → one model call → masking + top-k, or for a two-tower
+//! bundle user encoder → engine search), exactly the code the server's inference threads run,
+//! for the default student and teacher bundles at batch 1, 4 and 32, and a two-tower student's
+//! user encoder alone. Per-request cost = reported time / batch size.
 //!
 //! Bundles: the newest version of `$DISTILREC_BENCH_STUDENT` (default `ml100k`) and
 //! `$DISTILREC_BENCH_TEACHER` (default `ml100k-teacher`) under `$DISTILREC_MODELS` (default
@@ -11,10 +12,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use distilrec::bundle::{list_versions, Bundle, Role};
-use distilrec::onnx::{
-    write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights, OnnxScorer,
-};
-use distilrec::server::{rank, RankRequest, Scoring};
+use distilrec::onnx::{write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights};
+use distilrec::server::{build_scoring, rank, RankRequest, Scoring};
 
 const ML100K_ROWS: usize = 1683;
 const HISTORY_LEN: usize = 50;
@@ -61,10 +60,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("recommend");
     for (label, bundle) in &bundles {
         let n_rows = bundle.manifest.n_rows;
-        let scorer = Scoring::FullScores(
-            OnnxScorer::load(&bundle.model_bytes, n_rows).expect("bundle model loads"),
-        );
-        for batch in [1usize, 32] {
+        let scorer = build_scoring(
+            &bundle.manifest,
+            &bundle.model_bytes,
+            bundle.item_matrix.clone(),
+            None,
+        )
+        .expect("bundle model loads");
+        for batch in [1usize, 4, 32] {
             let hs = histories(n_rows, batch);
             let requests: Vec<RankRequest<'_>> = hs
                 .iter()
@@ -80,6 +83,15 @@ fn bench(c: &mut Criterion) {
                 &requests,
                 |b, r| b.iter(|| rank(&scorer, r).expect("inference succeeds")),
             );
+            // A two-tower model's share of that spent in the ONNX user encoder alone.
+            if let Scoring::TwoTower { encoder, .. } = &scorer {
+                let refs: Vec<&[u32]> = hs.iter().map(Vec::as_slice).collect();
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{label}/encoder"), batch),
+                    &refs,
+                    |b, r| b.iter(|| encoder.score_batch(r).expect("inference succeeds")),
+                );
+            }
         }
     }
     group.finish();

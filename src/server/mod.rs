@@ -78,6 +78,7 @@ pub use batcher::{Next, Pending, State as BatchState};
 pub use config::Config;
 pub use http::{router, AppState, Shared};
 pub use metrics::Metrics;
+pub use model::{build_scoring, LoadError};
 pub use openapi::document as openapi_document;
 pub use rank::{rank, RankRequest, Scoring};
 

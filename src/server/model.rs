@@ -10,7 +10,7 @@ use prometheus::IntGauge;
 
 use super::rank::{rank, RankRequest, Scoring};
 use crate::bundle::{Bundle, BundleError, BundleLimits, ItemVocab, Manifest, UserHistories};
-use crate::engine::{self, EngineError, EngineKind};
+use crate::engine::{self, EngineError, EngineKind, ItemMatrix};
 use crate::onnx::{OnnxScorer, RuntimeError};
 
 /// A model version ready to serve. Requests hold it through an `Arc` for their whole life, so a
@@ -104,18 +104,7 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
         });
     }
     let started = Instant::now();
-    let scoring = match item_matrix {
-        // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for
-        // a different vocabulary than the one in items.tsv / the manifest.
-        None => Scoring::FullScores(OnnxScorer::load(&model_bytes, manifest.n_rows)?),
-        Some(matrix) => {
-            let encoder = OnnxScorer::load_encoder(&model_bytes, manifest.n_rows, matrix.dim())?;
-            let params = manifest.serving.clone().unwrap_or_default();
-            let kind = spec.engine.unwrap_or(params.engine);
-            let engine = engine::build(kind, Arc::new(matrix), &params)?;
-            Scoring::TwoTower { encoder, engine }
-        }
-    };
+    let scoring = build_scoring(&manifest, &model_bytes, item_matrix, spec.engine)?;
     let engine_build_seconds = started.elapsed().as_secs_f64();
     if scoring.n_rows() != manifest.n_rows {
         return Err(LoadError::Shape(format!(
@@ -138,6 +127,29 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
         engine_build_seconds,
         loaded_at: SystemTime::now(),
         instances: spec.instances,
+    })
+}
+
+/// How a bundle's parts score: format 1 → its ONNX graph scores every row; format 2 → the
+/// ONNX user encoder plus the engine the manifest names (`engine` overrides it) over the item
+/// matrix. Blocking: an ANN index over 10^6 items takes minutes.
+pub fn build_scoring(
+    manifest: &Manifest,
+    model_bytes: &[u8],
+    item_matrix: Option<ItemMatrix>,
+    engine: Option<EngineKind>,
+) -> Result<Scoring, LoadError> {
+    Ok(match item_matrix {
+        // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for
+        // a different vocabulary than the one in items.tsv / the manifest.
+        None => Scoring::FullScores(OnnxScorer::load(model_bytes, manifest.n_rows)?),
+        Some(matrix) => {
+            let encoder = OnnxScorer::load_encoder(model_bytes, manifest.n_rows, matrix.dim())?;
+            let params = manifest.serving.clone().unwrap_or_default();
+            let kind = engine.unwrap_or(params.engine);
+            let engine = engine::build(kind, Arc::new(matrix), &params)?;
+            Scoring::TwoTower { encoder, engine }
+        }
     })
 }
 
