@@ -38,6 +38,8 @@ fn start() -> Target {
     publish(&repo, "teacher", &ease(2));
     let server = Server::start(&repo, &[]);
     server.wait_ready();
+    // Readiness covers the default model only; the cases also ask for `teacher`.
+    wait_for("teacher live", || server.live_version("teacher").is_some());
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto/openapi.json");
     let doc = Document(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap());
     Target {

@@ -383,7 +383,8 @@ fn admin_loads_outlive_the_request_timeout() {
         Some(json!({"version": 2})),
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(server.live_version("m"), Some(2));
+    // The model detail itself may need longer than the 10 ms request deadline on a busy host.
+    wait_for("v2 live", || server.live_version("m") == Some(2));
 }
 
 /// Writes a synthetic bundle whose items.tsv has `weights.n_rows()` rows.
@@ -528,7 +529,10 @@ fn repository_scan_errors_are_logged_and_counted() {
     wait_for("scan error counted", || {
         sample(&server.metrics(), "distilrec_repository_scan_errors_total") >= 1.0
     });
-    assert!(server.logs().contains("cannot scan"), "{}", server.logs());
+    // The counter moves just before the warning is written; the log arrives through a pipe.
+    wait_for("scan error logged", || {
+        server.logs().contains("cannot scan")
+    });
     // The live version keeps serving.
     assert_eq!(server.recommend(json!({"history": ["i1"]})).0, 200);
 }
@@ -564,7 +568,13 @@ fn unpin_during_an_admin_load_is_not_lost() {
                 Some(json!({"version": 2})),
             )
         });
-        std::thread::sleep(Duration::from_millis(30));
+        // The load holds the model's load lock from before this line until it is live.
+        wait_for("v2 load started", || {
+            server
+                .logs()
+                .lines()
+                .any(|l| l.contains("loading model version") && l.contains("version=2"))
+        });
         let (status, body) = server.admin(&server.base, "/admin/models/m/unpin", None);
         assert_eq!(status, 200, "{body}");
         let (status, body) = load.join().unwrap();

@@ -242,10 +242,12 @@ mod tests {
     use super::super::testing::*;
     use super::*;
 
-    /// The defaults, with a graph at any catalogue size.
+    /// The defaults, with a graph at any catalogue size, built on one thread (a parallel build
+    /// inserts in a different order each run, so the graph and its recall would vary).
     fn graph() -> AnnParams {
         AnnParams {
             full_scan_below: 0,
+            build_threads: 1,
             ..AnnParams::default()
         }
     }

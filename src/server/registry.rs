@@ -351,6 +351,7 @@ impl Registry {
         let engine = self.config.engine;
         let limits = self.config.limits;
         let start = Instant::now();
+        tracing::info!(model = %entry.name, version, "loading model version");
         let fingerprint_dir = dir.clone();
         let (print_tx, mut print_rx) = oneshot::channel::<u64>();
         let work = run_low_priority(move || {
