@@ -426,7 +426,7 @@ fn a_full_queue_answers_503_overloaded_at_once() {
             "--queue-capacity",
             "2",
             "--max-queue-delay-us",
-            "2000000",
+            "6000000",
             "--request-timeout-ms",
             "20000",
         ],

@@ -14,14 +14,15 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let repo = root.path().join("models");
     std::fs::create_dir(&repo).unwrap();
     publish(&repo, "m", &mlp(1));
-    // A long batching window keeps the requests queued (in flight) when the signal arrives.
+    // A long batching window keeps the requests queued (in flight) when the signal arrives,
+    // however slowly the five clients start on a busy host.
     let mut server = Server::start(
         &repo,
         &[
             "--max-batch-size",
             "64",
             "--max-queue-delay-us",
-            "1500000",
+            "6000000",
             "--request-timeout-ms",
             "20000",
         ],
