@@ -203,7 +203,8 @@ json_schema!(
                 "type": "string",
                 "enum": ERROR_TYPES,
                 "description": "Stable label: `validation` 422 (and 405 for a wrong method), \
-                    `malformed_json` 400, `unsupported_media_type` 415, `payload_too_large` 413, \
+                    `malformed_json` / `malformed_protobuf` 400, `unsupported_media_type` 415, \
+                    `payload_too_large` 413, \
                     `unknown_user` / `unknown_model` / `unknown_version` / `not_found` 404, \
                     `unauthorized` 401, `load_failed` 422, `conflict` 409, `not_ready` / \
                     `overloaded` / `timeout` 503, `internal` 500."
@@ -463,6 +464,21 @@ mod tests {
 
     fn doc() -> Value {
         serde_json::from_str(document()).unwrap()
+    }
+
+    #[test]
+    fn the_error_type_description_names_every_label() {
+        let d = doc();
+        let text = d["components"]["schemas"]["ErrorBody"]["properties"]["error_type"]
+            ["description"]
+            .as_str()
+            .expect("a description");
+        for label in ERROR_TYPES {
+            assert!(
+                text.contains(&format!("`{label}`")),
+                "{label} missing: {text}"
+            );
+        }
     }
 
     #[tokio::test]
