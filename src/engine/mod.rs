@@ -131,7 +131,7 @@ pub fn build(
 }
 
 /// Exact f32 re-rank of candidate rows: the best `q.k` of `candidates` that `q` allows.
-/// Candidates may repeat; a repeated row is counted once.
+/// Candidates are distinct rows (a TopK's rows, usearch keys of a single-key index, a range).
 pub(crate) fn rerank(
     items: &ItemMatrix,
     query: &[f32],
@@ -139,12 +139,10 @@ pub(crate) fn rerank(
     candidates: impl IntoIterator<Item = u32>,
 ) -> Vec<(u32, f32)> {
     let mut best = TopK::new(q.k);
-    let mut seen = std::collections::HashSet::new();
     for row in candidates {
-        if q.excludes(row) || !seen.insert(row) {
-            continue;
+        if !q.excludes(row) {
+            best.push(row, items.score(query, row as usize));
         }
-        best.push(row, items.score(query, row as usize));
     }
     best.into_sorted()
 }
