@@ -21,7 +21,7 @@
 # (closed-loop wrk column, default 32), REPORT (where the Markdown report goes, default
 # BENCHMARKS.md: point it elsewhere for QUICK runs), QUICK=1 (short runs, for checking the
 # script), SECTIONS (space-separated subset of
-# "trained large engines naive floor python swap wrk protobuf", default all: re-measures only those targets
+# "trained large engines naive floor python swap wrk protobuf workers", default all: re-measures only those targets
 # in the same OUT and rewrites $REPORT from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
@@ -391,6 +391,23 @@ if want wrk; then
             --json-out "$OUT/closed.json" --md-out "$OUT/closed.md" >/dev/null
     fi
     stop_server
+fi
+
+if want workers; then
+    # The --http-workers default (CPUs minus inference threads) against one worker per CPU:
+    # the student alone, wrk closed loop, alternated over three rounds.
+    log "async worker threads"
+    repo=$(single_model_repo student "$MODELS/$STUDENT")
+    cpus=$(nproc)
+    for round in 1 2 3; do
+        for w in "$cpus" default; do
+            if [[ $w == default ]]; then EXTRA_SERVER_ARGS= start_distilrec "$repo" "$STUDENT"
+            else EXTRA_SERVER_ARGS="--http-workers $w" start_distilrec "$repo" "$STUDENT"; fi
+            grep -o 'http_workers=[0-9]*' "$OUT/server-$STUDENT.log" | head -1 >"$OUT/workers-$w-$round.count" || true
+            wrk_run "$OUT/workers-$w-$round.wrk.txt" 1682 "$WRK_CONNECTIONS"
+            stop_server
+        done
+    done
 fi
 
 if want protobuf; then

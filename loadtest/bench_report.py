@@ -49,7 +49,8 @@ def discover_targets(out, known):
     names = set()
     for f in os.listdir(out) if os.path.isdir(out) else []:
         for suffix in (".sweep.json", ".wrk.txt"):
-            if f.endswith(suffix) and f[: -len(suffix)] not in known:
+            # workers-*: the worker-count rounds, reported in their own section.
+            if f.endswith(suffix) and f[: -len(suffix)] not in known and not f.startswith("workers-"):
                 names.add(f[: -len(suffix)])
     extra = []
     for name in sorted(names, key=lambda n: (split_name(n) is None, n)):
@@ -236,6 +237,8 @@ def main():
     else:
         print("not measured")
 
+    print_workers(a.out, a.wrk_connections)
+
     wrk = parse_wrk(os.path.join(a.out, "wrk.txt"))
     closed = load(a.out, "closed.json")
     print("\n## Cross-check with wrk (closed loop, student, same connections and bodies)\n")
@@ -324,6 +327,32 @@ def main():
         print("\n## Commands\n\n```")
         print("\n".join(cmds))
         print("```")
+
+
+def print_workers(out, connections):
+    """The `--http-workers` default against one async worker per CPU (bench.sh section `workers`)."""
+    print(f"\n## Worker threads (student, 1,682 items, wrk -t1 -c{connections}, alternated)\n")
+    cpus = nproc()
+    runs = {}
+    for w in (str(cpus), "default"):
+        for r in (1, 2, 3):
+            wrk = parse_wrk(os.path.join(out, f"workers-{w}-{r}.wrk.txt"))
+            if wrk:
+                runs.setdefault(w, []).append(wrk_rps(wrk))
+    if not runs:
+        print("not measured")
+        return
+    resolved = (load_text(os.path.join(out, "workers-default-1.count")) or "").strip() or "see server log"
+    print("| `--http-workers` | round 1 | round 2 | round 3 | mean req/s |\n|---|---|---|---|---|")
+    for w, label in ((str(cpus), f"{cpus} (one per CPU)"), ("default", f"default ({resolved})")):
+        v = runs.get(w, [])
+        cells = " | ".join(f"{x:,.0f}" for x in v) + " | " * (3 - len(v))
+        mean = f"{sum(v) / len(v):,.0f}" if v else "not measured"
+        print(f"| {label} | {cells} | {mean} |")
+    if runs.get(str(cpus)) and runs.get("default"):
+        a = sum(runs["default"]) / len(runs["default"])
+        b = sum(runs[str(cpus)]) / len(runs[str(cpus)])
+        print(f"\nDefault vs one worker per CPU: {a / b:.2f}× (means of the rounds above).")
 
 
 def passing_step(sweep, rate, bound_ms):

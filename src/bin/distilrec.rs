@@ -10,9 +10,14 @@ use distilrec::server::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     logging::init(config.json_logs, Stream::Stdout);
-    distilrec::server::run(config).await
+    let workers = config.http_workers();
+    tracing::info!(http_workers = workers, "async runtime");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(distilrec::server::run(config))
 }

@@ -6,6 +6,11 @@ use std::path::Path;
 
 use super::BundleError;
 
+/// Id → row maps are looked up ~50 times per request with client-sent ids; foldhash (seeded per
+/// process) costs a fraction of std's SipHash there. Only the bundle's own ids are inserted, so
+/// hash flooding by clients is not possible.
+type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Token of vocabulary row 0, the padding row.
 pub const PAD_TOKEN: &str = "[PAD]";
 const ITEMS_HEADER: &str = "row\titem_id\ttitle";
@@ -16,7 +21,7 @@ const USERS_HEADER: &str = "user_id\thistory_rows";
 pub struct ItemVocab {
     ids: Vec<String>,
     titles: Vec<Option<String>>,
-    index: HashMap<String, u32>,
+    index: IdMap<u32>,
 }
 
 impl ItemVocab {
@@ -131,12 +136,14 @@ impl ItemVocab {
 /// Known users → their most recent history rows (oldest first).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserHistories {
-    map: HashMap<String, Vec<u32>>,
+    map: IdMap<Vec<u32>>,
 }
 
 impl UserHistories {
     pub fn new(map: HashMap<String, Vec<u32>>) -> Self {
-        UserHistories { map }
+        UserHistories {
+            map: map.into_iter().collect(),
+        }
     }
 
     pub fn get(&self, user: &str) -> Option<&[u32]> {
@@ -176,7 +183,7 @@ impl UserHistories {
                 ))
             }
         }
-        let mut map = HashMap::new();
+        let mut map = IdMap::default();
         for (i, line) in lines {
             let lineno = i + 1;
             if line.is_empty() {

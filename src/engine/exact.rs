@@ -86,16 +86,7 @@ impl Engine for Exact {
                 );
                 for (qi, (acc, q)) in best.iter_mut().zip(requests).enumerate() {
                     let s = &scores[qi * plen..qi * plen + len];
-                    let b = &bias[start..start + len];
-                    for (j, (&dot, &bj)) in s.iter().zip(b).enumerate() {
-                        let score = dot + bj;
-                        if acc.admits(score) {
-                            let row = (start + j) as u32;
-                            if !q.excludes(row) {
-                                acc.push(row, score);
-                            }
-                        }
-                    }
+                    select(acc, q, start, s, &bias[start..start + len]);
                 }
             }
         });
@@ -106,6 +97,44 @@ impl Engine for Exact {
         // The column-major copy of the items (the per-thread scratch is `BLOCK × batch` floats).
         self.blocks.len() * std::mem::size_of::<f32>()
     }
+}
+
+/// Rows scanned per pre-test in [`select`]: one AVX-512 register, two AVX2 ones.
+const CHUNK: usize = 16;
+
+/// Offers rows `start..start + dots.len()` (score = dot + bias) to one query's top-k. Once the
+/// accumulator is full almost no row enters, so each chunk of [`CHUNK`] scores is first tested
+/// as a whole against the current threshold (a compare-and-or loop the compiler vectorises);
+/// only a chunk holding a candidate goes through the per-row test, exclusion lookup and push.
+/// perf put the one-row-at-a-time loop above the GEMM itself at 1,682 items.
+#[inline]
+fn select(acc: &mut TopK, q: &Query<'_>, start: usize, dots: &[f32], bias: &[f32]) {
+    debug_assert_eq!(dots.len(), bias.len());
+    fn offer(acc: &mut TopK, q: &Query<'_>, first: usize, dots: &[f32], bias: &[f32]) {
+        for (j, (&dot, &bj)) in dots.iter().zip(bias).enumerate() {
+            let score = dot + bj;
+            if acc.admits(score) {
+                let row = (first + j) as u32;
+                if !q.excludes(row) {
+                    acc.push(row, score);
+                }
+            }
+        }
+    }
+    let (dc, dr) = dots.as_chunks::<CHUNK>();
+    let (bc, br) = bias.as_chunks::<CHUNK>();
+    for (c, (d, b)) in dc.iter().zip(bc).enumerate() {
+        let t = acc.threshold();
+        let mut hit = false;
+        for i in 0..CHUNK {
+            // NaN compares false, as in `admits`.
+            hit |= d[i] + b[i] >= t;
+        }
+        if hit {
+            offer(acc, q, start + c * CHUNK, d, b);
+        }
+    }
+    offer(acc, q, start + dc.len() * CHUNK, dr, br);
 }
 
 /// `out[q·len + i] = block[i] · queries[q]` for a column-major `[len, dim]` block (element

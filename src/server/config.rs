@@ -119,6 +119,14 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_INFERENCE_THREADS", default_value_t = 1)]
     pub inference_threads: usize,
 
+    /// Async worker threads (HTTP parsing, routing, answers). Default: the CPUs left once one
+    /// model's inference threads have theirs (`available CPUs − --inference-threads`, at least
+    /// 1), so the busy inference thread and the workers do not take turns on one core. On the
+    /// 2-core benchmark host that is 1 worker; `loadtest/bench.sh` measures it against one
+    /// worker per CPU (its report's "Worker threads" section).
+    #[arg(long, env = "DISTILREC_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+
     /// Benchmark calibration: answer `POST /recommend` with a fixed 10-item body after parsing
     /// the request, through the same router and middleware, without loading any model. The load
     /// suite measures this "HTTP floor" next to the real server (loadtest/bench.sh).
@@ -200,6 +208,9 @@ impl Config {
         if self.inference_threads == 0 {
             return fail("--inference-threads must be at least 1".into());
         }
+        if self.http_workers == Some(0) {
+            return fail("--http-workers must be at least 1".into());
+        }
         if Duration::from_micros(self.max_queue_delay_us)
             >= Duration::from_millis(self.request_timeout_ms)
         {
@@ -264,6 +275,20 @@ impl Config {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_s)
+    }
+
+    /// Async worker threads: `--http-workers`, else the CPUs the inference threads leave (all of
+    /// them in `--http-floor` mode, which runs no model).
+    pub fn http_workers(&self) -> usize {
+        self.http_workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let inference = if self.http_floor {
+                0
+            } else {
+                self.inference_threads
+            };
+            cpus.saturating_sub(inference).max(1)
+        })
     }
 
     pub fn load_timeout(&self) -> Duration {

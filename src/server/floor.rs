@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::errors::ApiError;
 use super::extract::Json;
 use super::http::AppState;
-use super::recommend::RecommendRequest;
+use super::recommend::{RecommendRequest, X_INFERENCE_TIME, X_MODEL_VERSION, X_QUEUE_TIME};
 
 /// Shaped like a real answer of the student (10 items, titles, timing) so the response size and
 /// the client's parsing cost match.
@@ -45,9 +45,9 @@ pub async fn recommend(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert("x-model-version", HeaderValue::from_static("1"));
-    h.insert("x-queue-time", HeaderValue::from_static("0"));
-    h.insert("x-inference-time", HeaderValue::from_static("0"));
+    h.insert(X_MODEL_VERSION, HeaderValue::from_static("1"));
+    h.insert(X_QUEUE_TIME, HeaderValue::from_static("0"));
+    h.insert(X_INFERENCE_TIME, HeaderValue::from_static("0"));
     Ok(response)
 }
 

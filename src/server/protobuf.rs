@@ -200,10 +200,14 @@ pub fn decode_request(bytes: &[u8]) -> Result<RecommendRequest, ApiError> {
     Ok(RecommendRequest {
         history: m
             .history
-            .map(|h| h.items.into_iter().map(ExternalId).collect()),
-        user_id: m.user_id.map(ExternalId),
+            .map(|h| h.items.into_iter().map(|i| ExternalId(i.into())).collect()),
+        user_id: m.user_id.map(|u| ExternalId(u.into())),
         k: m.k.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
-        exclude: m.exclude.into_iter().map(ExternalId).collect(),
+        exclude: m
+            .exclude
+            .into_iter()
+            .map(|i| ExternalId(i.into()))
+            .collect(),
         model: m.model,
     })
 }
