@@ -41,6 +41,8 @@ fn distill_binary_on_movielens_beats_popularity_and_exports_matching_bundles() {
             "12",
             "--kd",
             "logit,rank",
+            // The sweep is covered by distill_synthetic; here it would only add CI minutes.
+            "--sweep-dims",
         ])
         .env_remove("DISTILREC_EXTRA_SEEDS")
         .output()

@@ -2,43 +2,12 @@
 //! every model and KD variant is trained, reported, exported and parity-checked.
 #![cfg(feature = "train")]
 
-use std::fmt::Write as _;
-
 use clap::Parser;
 use distilrec::bundle::{list_versions, Bundle, Role};
 use distilrec::train::{run, Config};
 
-/// 60 users in 3 taste groups over 40 items: each user mostly rates items of its group.
-fn synthetic_inter(path: &std::path::Path) {
-    let mut s = String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
-    let mut x: u64 = 12345;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    for u in 0..60u64 {
-        let group = u % 3;
-        let mut seen = std::collections::BTreeSet::new();
-        while seen.len() < 15 {
-            let item = if next() % 5 == 0 {
-                next() % 40
-            } else {
-                group * 13 + next() % 13
-            };
-            seen.insert(item);
-        }
-        for (t, item) in seen.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "u{u}\ti{item}\t4\t{}",
-                1_000_000 + t as u64 * 60 + next() % 50
-            );
-        }
-    }
-    std::fs::write(path, s).unwrap();
-}
+mod train_support;
+use train_support::synthetic_inter;
 
 #[test]
 fn every_model_is_trained_reported_exported_and_parity_checked() {
@@ -81,6 +50,8 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
         "20",
         "--extra-seeds",
         "7",
+        "--sweep-dims",
+        "2,4",
     ]);
     let report = run(config).unwrap();
 
@@ -89,6 +60,7 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
         "popularity",
         "teacher-ease",
         "teacher-mlp",
+        "teacher-ensemble",
         "student",
         "student-kd-logit",
         "student-kd-rank",
@@ -97,30 +69,81 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
+    // The ensemble teacher exists only as KD targets: no ONNX graph, no latency, no parity.
+    let has_graph = |name: &str| name != "teacher-ensemble";
     for m in &report.main.models {
         assert!(
             m.test.contains_key("ndcg@10") && m.valid.contains_key("recall@20"),
             "{}",
             m.name
         );
-        assert!(m.onnx_bytes.is_some_and(|b| b > 0), "{}", m.name);
-        assert!(m.latency_single_us.is_some() && m.latency_batch32_us.is_some());
+        assert_eq!(
+            m.onnx_bytes.is_some_and(|b| b > 0),
+            has_graph(&m.name),
+            "{}",
+            m.name
+        );
+        assert_eq!(m.latency_single_us.is_some(), has_graph(&m.name));
         if m.kind == "mean_mlp" && m.name != "popularity" {
             assert!(!m.curve.is_empty() && m.curve.len() <= 4, "{}", m.name);
             assert_eq!(m.epochs, Some(m.curve.len()));
         }
     }
-    assert_eq!(report.parity.len(), report.main.models.len());
+    let with_graph = report.main.models.iter().filter(|m| has_graph(&m.name));
+    assert_eq!(report.parity.len(), with_graph.count());
+    let model = |name: &str| report.main.models.iter().find(|m| m.name == name).unwrap();
+    let ens = model("teacher-ensemble");
+    assert_eq!(
+        ens.parameters,
+        model("teacher-ease").parameters + model("teacher-mlp").parameters
+    );
+    assert!([0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5].contains(&ens.settings["w"].as_f64().unwrap()));
     for p in &report.parity {
         assert!(p.max_abs_diff <= 1e-4, "{p:?}");
     }
     assert_eq!(report.extra.len(), 1);
     assert_eq!(report.extra[0].seed, 7);
+    // Size sweep on both seeds; width 4 is the main student, its rows reused.
+    for seed in std::iter::once(&report.main).chain(&report.extra) {
+        let dims: Vec<usize> = seed.sweep.iter().map(|p| p.dim).collect();
+        assert_eq!(dims, [2, 4]);
+        let student = seed.models.iter().find(|m| m.name == "student").unwrap();
+        let kd = seed
+            .models
+            .iter()
+            .find(|m| m.name == seed.ratios.kd_student)
+            .unwrap();
+        let d4 = &seed.sweep[1];
+        assert_eq!(d4.student_test_ndcg10, student.test["ndcg@10"]);
+        assert_eq!(d4.kd_test_ndcg10, kd.test["ndcg@10"]);
+        assert_eq!(d4.parameters, kd.parameters);
+        assert!(seed.sweep[0].parameters < d4.parameters);
+    }
+    assert!(run_dir.join("size-sweep.png").exists());
 
     let student = Bundle::load(&report.bundles["student"]).unwrap();
-    let teacher = Bundle::load(&report.bundles["teacher"]).unwrap();
     assert_eq!(student.manifest.role, Role::Student);
+    // The teacher bundle: the distilling teacher, or the best one with a graph when that is
+    // the ensemble (KD targets only).
+    let teacher = Bundle::load(&report.bundles["teacher"]).unwrap();
     assert_eq!(teacher.manifest.role, Role::Teacher);
+    assert_eq!(list_versions(&models, "toy-teacher"), vec![1]);
+    let exported = if has_graph(&report.main.ratios.teacher) {
+        report.main.ratios.teacher.clone()
+    } else {
+        let teachers = report.main.models.iter().filter(|m| m.role == "teacher");
+        let best = teachers
+            .filter(|m| has_graph(&m.name))
+            .max_by(|a, b| a.valid["ndcg@10"].total_cmp(&b.valid["ndcg@10"]));
+        best.unwrap().name.clone()
+    };
+    let kind = report
+        .main
+        .models
+        .iter()
+        .find(|m| m.name == exported)
+        .unwrap();
+    assert_eq!(teacher.manifest.architecture.kind, kind.kind);
     assert_eq!(student.manifest.n_rows, report.dataset.n_items + 1);
     assert!(student.manifest.is_two_tower() && student.item_matrix.is_some());
     // Every engine evaluated on the exported student; exact is the reference.
@@ -135,12 +158,11 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
     assert_eq!(student.manifest.split.as_ref().unwrap().seed, 2020);
     assert!(student.manifest.distillation.is_some());
     assert_eq!(list_versions(&models, "toy"), vec![1]);
-    assert_eq!(list_versions(&models, "toy-teacher"), vec![1]);
     assert_eq!(student.users.as_ref().unwrap().len(), 60);
 
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("Over seeds") && md.contains("student-kd-rank"));
-    assert!(md.contains("Serving engines"));
+    assert!(md.contains("Serving engines") && md.contains("## Size sweep"));
     assert!(run_dir.join("report.json").is_file() && run_dir.join("curves.png").is_file());
     assert!(run_dir.join("split/train.tsv").is_file());
 }

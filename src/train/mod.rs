@@ -9,6 +9,7 @@
 mod ease;
 mod engines;
 mod export;
+mod external;
 mod fit;
 mod kd;
 mod model;
@@ -85,10 +86,15 @@ impl TrainError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TeacherChoice {
-    /// The teacher with the higher validation NDCG@10.
+    /// The `--teacher-bundle` when one is given, else the built-in teacher with a graph (EASE
+    /// or MLP) with the higher validation NDCG@10.
     Auto,
     Ease,
     Mlp,
+    /// The `--teacher-bundle` (required).
+    External,
+    /// EASE + MLP score ensemble (`--ensemble-weights`); reported either way.
+    Ensemble,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -148,6 +154,12 @@ pub struct Config {
     /// Teacher the students distil from.
     #[arg(long, env = "DISTILREC_TEACHER", value_enum, default_value = "auto")]
     pub teacher: TeacherChoice,
+    /// A teacher trained elsewhere, as a model bundle directory (`model.onnx`, `manifest.json`
+    /// and `items.tsv`; format 1 or 2, e.g. exported from PyTorch): it is evaluated next to the
+    /// built-in teachers and, unless `--teacher` says otherwise, is the one distilled from. Its
+    /// vocabulary must contain every item of `--data`.
+    #[arg(long, env = "DISTILREC_TEACHER_BUNDLE")]
+    pub teacher_bundle: Option<PathBuf>,
     /// Distillation variants to train, each reported separately (comma-separated). The best one
     /// on validation NDCG@10 is exported.
     #[arg(
@@ -188,6 +200,18 @@ pub struct Config {
         default_value = "100,200,400,800"
     )]
     pub ease_lambdas: Vec<f64>,
+    /// Ensemble teacher: per-user standardised EASE scores + w × standardised MLP scores, for
+    /// each w here (comma-separated); the best on validation NDCG@10 is kept. Its scores exist
+    /// only as KD targets (no ONNX graph: when it is the distilling teacher, the best teacher
+    /// with a graph is exported as `<name>-teacher`). Empty = no ensemble.
+    #[arg(
+        long,
+        env = "DISTILREC_ENSEMBLE_WEIGHTS",
+        value_delimiter = ',',
+        num_args = 0..,
+        default_value = "0.1,0.2,0.35,0.5,0.75,1,1.5"
+    )]
+    pub ensemble_weights: Vec<f64>,
     /// Item-embedding width of the MLP teacher.
     #[arg(long, env = "DISTILREC_TEACHER_DIM", default_value_t = 256)]
     pub teacher_dim: usize,
@@ -215,6 +239,17 @@ pub struct Config {
     /// Activation of the MLP layers (teacher and student).
     #[arg(long, env = "DISTILREC_ACTIVATION", value_enum, default_value = "tanh")]
     pub activation: ActivationArg,
+    /// Size sweep: student widths (embedding and hidden layers) trained with the chosen KD
+    /// variant and without KD on every seed, reported as a table and `size-sweep.png`
+    /// (comma-separated; empty = no sweep). The main student's width reuses its rows.
+    #[arg(
+        long,
+        env = "DISTILREC_SWEEP_DIMS",
+        value_delimiter = ',',
+        num_args = 0..,
+        default_value = "16,32,64"
+    )]
+    pub sweep_dims: Vec<usize>,
     /// Largest allowed student/teacher parameter ratio; the run fails above it.
     #[arg(long, env = "DISTILREC_MAX_PARAM_RATIO", default_value_t = 0.10)]
     pub max_param_ratio: f64,

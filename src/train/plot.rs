@@ -1,4 +1,5 @@
-//! `curves.png`: validation NDCG@10 per epoch of the iterative models.
+//! The run's PNG charts: `curves.png` (validation NDCG@10 per epoch of the iterative models)
+//! and `size-sweep.png` (test NDCG@10 against student parameters, KD and no-KD).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -22,21 +23,58 @@ fn font_available() -> bool {
     })
 }
 
+/// `curves.png`: validation NDCG@10 per epoch, one line per iterative model.
 pub fn curves(path: &Path, series: &[(String, Vec<f64>)]) -> Result<(), TrainError> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, c)| {
+            let points = c.iter().enumerate().map(|(e, v)| ((e + 1) as f64, *v));
+            (name.clone(), points.collect())
+        })
+        .collect();
+    lines(
+        path,
+        "Validation NDCG@10 per epoch",
+        ("epoch", "NDCG@10 (valid)"),
+        &series,
+    )
+}
+
+/// `size-sweep.png`: test NDCG@10 against parameters (thousands), one line per series (KD
+/// students, no-KD students, the teacher's level).
+pub fn sweep(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Result<(), TrainError> {
+    lines(
+        path,
+        "Test NDCG@10 vs student size",
+        ("parameters (thousands)", "NDCG@10 (test)"),
+        series,
+    )
+}
+
+/// Line chart of `(x, y)` series with a legend, axes fitted to the data.
+fn lines(
+    path: &Path,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), TrainError> {
     let err = |e: &dyn std::fmt::Display| TrainError::Plot(format!("{}: {e}", path.display()));
     let with_text = font_available();
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let max_epochs = series
-        .iter()
-        .map(|(_, c)| c.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let values = series.iter().flat_map(|(_, c)| c.iter().copied());
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
+    let points = || series.iter().flat_map(|(_, c)| c.iter().copied());
+    let span = |vals: &mut dyn Iterator<Item = f64>| {
+        vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        })
+    };
+    let (x_lo, x_hi) = span(&mut points().map(|p| p.0));
+    let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo {
+        (x_lo, x_hi)
+    } else {
+        (1.0, 2.0)
+    };
+    let (lo, hi) = span(&mut points().map(|p| p.1));
     let (lo, hi) = if lo.is_finite() {
         (lo.min(hi - 0.01), hi)
     } else {
@@ -47,18 +85,18 @@ pub fn curves(path: &Path, series: &[(String, Vec<f64>)]) -> Result<(), TrainErr
     builder.margin(15);
     if with_text {
         builder
-            .caption("Validation NDCG@10 per epoch", ("sans-serif", 24))
+            .caption(caption, ("sans-serif", 24))
             .x_label_area_size(40)
             .y_label_area_size(60);
     }
     let mut chart = builder
-        .build_cartesian_2d(1f64..max_epochs as f64, (lo - pad).max(0.0)..hi + pad)
+        .build_cartesian_2d(x_lo..x_hi, (lo - pad).max(0.0)..hi + pad)
         .map_err(|e| err(&e))?;
     if with_text {
         chart
             .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("NDCG@10 (valid)")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .draw()
             .map_err(|e| err(&e))?;
     } else {
@@ -71,11 +109,13 @@ pub fn curves(path: &Path, series: &[(String, Vec<f64>)]) -> Result<(), TrainErr
             .draw()
             .map_err(|e| err(&e))?;
     }
-    for (k, (name, curve)) in series.iter().enumerate() {
+    for (k, (name, points)) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba().stroke_width(2);
-        let points = curve.iter().enumerate().map(|(e, v)| ((e + 1) as f64, *v));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| err(&e))?;
         let drawn = chart
-            .draw_series(LineSeries::new(points, color))
+            .draw_series(LineSeries::new(points.iter().copied(), color))
             .map_err(|e| err(&e))?;
         if with_text {
             drawn
@@ -114,5 +154,15 @@ mod tests {
         .unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
+        let q = dir.path().join("s.png");
+        sweep(
+            &q,
+            &[(
+                "kd".into(),
+                vec![(55.0, 0.30), (110.0, 0.32), (221.0, 0.325)],
+            )],
+        )
+        .unwrap();
+        assert_eq!(&std::fs::read(&q).unwrap()[1..4], b"PNG");
     }
 }

@@ -79,7 +79,26 @@ pub struct SeedResult {
     pub seed: u64,
     pub ratios: Ratios,
     pub models: Vec<ModelResult>,
+    /// The student recipe at other widths (`--sweep-dims`), KD and no-KD.
+    pub sweep: Vec<SweepPoint>,
     pub seconds: f64,
+}
+
+/// One width of the size sweep: the chosen KD variant and its no-KD twin, against the
+/// distilling teacher of the same seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub dim: usize,
+    pub hidden: Vec<usize>,
+    pub parameters: u64,
+    /// Student parameters / teacher parameters.
+    pub param_ratio: f64,
+    pub student_test_ndcg10: f64,
+    pub kd_test_ndcg10: f64,
+    /// KD student test NDCG@10 / teacher test NDCG@10.
+    pub kd_vs_teacher: f64,
+    /// KD student test NDCG@10 / no-KD twin − 1.
+    pub kd_gain: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +178,96 @@ pub fn summarise(main: &SeedResult, extra: &[SeedResult]) -> BTreeMap<String, Me
         ratio(|r| r.param_ratio),
     );
     out
+}
+
+/// Budget of the compression target: a student with at most this share of the teacher's
+/// parameters …
+pub const SWEEP_PARAM_BUDGET: f64 = 0.05;
+/// … keeping at least this share of its test NDCG@10 …
+pub const SWEEP_KEEP: f64 = 0.97;
+/// … and gaining at least this much over its no-KD twin.
+pub const SWEEP_GAIN: f64 = 0.10;
+
+impl Report {
+    /// `## Size sweep`: per width, seed-`main` figures and mean ± std over every seed.
+    fn sweep_markdown(&self, s: &mut String) {
+        if self.main.sweep.is_empty() {
+            return;
+        }
+        let seeds: Vec<&SeedResult> = std::iter::once(&self.main).chain(&self.extra).collect();
+        let _ = writeln!(
+            s,
+            "\n## Size sweep (teacher `{}`, KD variant of `{}`; test NDCG@10)\n",
+            self.main.ratios.teacher, self.main.ratios.kd_student
+        );
+        let _ = writeln!(
+            s,
+            "Each width is trained twice from the same initialisation: with the exported student's \
+             KD recipe and without KD. Seed {} figures, then mean ± sample std over {} seed(s). \
+             Chart: `size-sweep.png`.\n",
+            self.main.seed,
+            seeds.len()
+        );
+        let _ = writeln!(
+            s,
+            "| width | params | params / teacher | no-KD NDCG@10 | KD NDCG@10 | KD / teacher | KD gain | KD NDCG@10 (all seeds) | KD / teacher (all seeds) | KD gain (all seeds) |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
+        for p in &self.main.sweep {
+            let across = |f: fn(&SweepPoint) -> f64| {
+                let xs: Vec<f64> = seeds
+                    .iter()
+                    .filter_map(|r| r.sweep.iter().find(|q| q.dim == p.dim))
+                    .map(f)
+                    .collect();
+                let m = MeanStd::of(&xs);
+                (m.mean, m.std)
+            };
+            let (kd_m, kd_s) = across(|q| q.kd_test_ndcg10);
+            let (vt_m, vt_s) = across(|q| q.kd_vs_teacher);
+            let (g_m, g_s) = across(|q| q.kd_gain);
+            let _ = writeln!(
+                s,
+                "| {} {:?} | {} | {:.2} % | {:.4} | {:.4} | {:.1} % | {:+.1} % | {kd_m:.4} ± {kd_s:.4} | {:.1} ± {:.1} % | {:+.1} ± {:.1} % |",
+                p.dim,
+                p.hidden,
+                p.parameters,
+                100.0 * p.param_ratio,
+                p.student_test_ndcg10,
+                p.kd_test_ndcg10,
+                100.0 * p.kd_vs_teacher,
+                100.0 * p.kd_gain,
+                100.0 * vt_m,
+                100.0 * vt_s,
+                100.0 * g_m,
+                100.0 * g_s,
+            );
+        }
+        let target = self.main.sweep.iter().find(|p| {
+            p.param_ratio <= SWEEP_PARAM_BUDGET
+                && p.kd_vs_teacher >= SWEEP_KEEP
+                && p.kd_gain >= SWEEP_GAIN
+        });
+        let _ = writeln!(
+            s,
+            "\nCompression target (≤ {:.0} % of the teacher's parameters, ≥ {:.0} % of its NDCG@10, \
+             ≥ +{:.0} % over the no-KD twin, seed {}): {}",
+            100.0 * SWEEP_PARAM_BUDGET,
+            100.0 * SWEEP_KEEP,
+            100.0 * SWEEP_GAIN,
+            self.main.seed,
+            match target {
+                Some(p) => format!(
+                    "**met** by width {} ({} parameters = {:.2} %, {:.1} % of the teacher, {:+.1} %).",
+                    p.dim,
+                    p.parameters,
+                    100.0 * p.param_ratio,
+                    100.0 * p.kd_vs_teacher,
+                    100.0 * p.kd_gain
+                ),
+                None => "**not met** by any width above.".to_string(),
+            }
+        );
+    }
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -279,6 +388,8 @@ impl Report {
                 let _ = writeln!(s, "| {k} | {:.4} | {:.4} | {} |", v.mean, v.std, v.n);
             }
         }
+
+        self.sweep_markdown(&mut s);
 
         if !self.engines.is_empty() {
             let _ = writeln!(
