@@ -18,6 +18,9 @@ pub enum Format {
     Csv,
     /// RecBole atomic file: tab-separated with a `name:type` header (`user_id:token` ...).
     RecboleInter,
+    /// Apache Parquet with flat columns named as in CSV (user/item ids as integers or strings,
+    /// rating and timestamp optional); uncompressed, snappy or gzip. Errors count rows from 1.
+    Parquet,
 }
 
 impl Format {
@@ -29,6 +32,7 @@ impl Format {
             Some("inter") => Format::RecboleInter,
             Some("dat") => Format::MovielensRatingsDat,
             Some("csv") => Format::Csv,
+            Some("parquet") => Format::Parquet,
             _ => Format::MovielensUData,
         }
     }
@@ -105,6 +109,7 @@ pub(crate) fn parse(
         Format::MovielensRatingsDat => parse_separated(path, bytes, "::"),
         Format::RecboleInter => parse_inter(path, bytes),
         Format::Csv => parse_csv(path, bytes),
+        Format::Parquet => parse_parquet(path, bytes),
     }
 }
 
@@ -177,33 +182,8 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
         .headers()
         .map_err(|e| perr(path, 1, format!("cannot read the CSV header: {e}")))?
         .clone();
-    let norm: Vec<String> = headers
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase().replace(['_', ' '], ""))
-        .collect();
-    let find = |candidates: &[&str]| norm.iter().position(|n| candidates.contains(&n.as_str()));
-    let user = find(&["userid", "user", "uid"]).ok_or_else(|| {
-        perr(
-            path,
-            1,
-            "CSV header has no user column (userId, user_id, user)",
-        )
-    })?;
-    let item = find(&["itemid", "movieid", "item", "iid", "movie"]).ok_or_else(|| {
-        perr(
-            path,
-            1,
-            "CSV header has no item column (itemId, movieId, item_id, item)",
-        )
-    })?;
-    let rating = find(&["rating", "score"]);
-    let timestamp = find(&["timestamp", "time", "ts"]);
-    let cols = Columns {
-        user,
-        item,
-        rating,
-        timestamp,
-    };
+    let names: Vec<&str> = headers.iter().collect();
+    let cols = columns_by_name(&names).map_err(|m| perr(path, 1, format!("CSV header {m}")))?;
     let mut out = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let lineno = i + 2;
@@ -215,6 +195,78 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
         out.push(record(path, lineno, &cols, get)?);
     }
     Ok(out)
+}
+
+/// Columns of a headed file (CSV header, Parquet schema) by name, case, `_` and spaces ignored.
+fn columns_by_name(names: &[&str]) -> Result<Columns, String> {
+    let norm: Vec<String> = names
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase().replace(['_', ' '], ""))
+        .collect();
+    let find = |candidates: &[&str]| norm.iter().position(|n| candidates.contains(&n.as_str()));
+    Ok(Columns {
+        user: find(&["userid", "user", "uid"])
+            .ok_or("has no user column (userId, user_id, user)")?,
+        item: find(&["itemid", "movieid", "item", "iid", "movie"])
+            .ok_or("has no item column (itemId, movieId, item_id, item)")?,
+        rating: find(&["rating", "score"]),
+        timestamp: find(&["timestamp", "time", "ts"]),
+    })
+}
+
+#[cfg(feature = "train")]
+fn parse_parquet(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let invalid = |message: String| DataError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))
+        .map_err(|e| invalid(format!("not a readable Parquet file: {e}")))?;
+    let fields = reader.metadata().file_metadata().schema().get_fields();
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let cols = columns_by_name(&names).map_err(|m| invalid(format!("Parquet schema {m}")))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| invalid(format!("cannot read the Parquet rows: {e}")))?;
+    let mut out = Vec::new();
+    for (i, row) in rows.enumerate() {
+        let n = i + 1;
+        let row = row.map_err(|e| perr(path, n, format!("unreadable Parquet row: {e}")))?;
+        let values: Vec<String> = row.get_column_iter().map(|(_, f)| field_text(f)).collect();
+        let get = |col: usize, what: &str| {
+            values
+                .get(col)
+                .map(String::as_str)
+                .ok_or_else(|| perr(path, n, format!("missing {what} field")))
+        };
+        out.push(record(path, n, &cols, get)?);
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "train"))]
+fn parse_parquet(path: &Path, _bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+    Err(DataError::Invalid {
+        path: path.to_path_buf(),
+        message: "this build has no Parquet reader (it comes with the `train` feature)".into(),
+    })
+}
+
+/// A Parquet value as the text the shared field parsers read: null → empty (an empty id or a
+/// rating that is not a number), timestamps in seconds.
+#[cfg(feature = "train")]
+fn field_text(f: &parquet::record::Field) -> String {
+    use parquet::record::Field;
+    match f {
+        Field::Null => String::new(),
+        Field::Str(s) => s.clone(),
+        Field::Bytes(b) => String::from_utf8_lossy(b.data()).into_owned(),
+        Field::TimestampMillis(ms) => (ms / 1000).to_string(),
+        Field::TimestampMicros(us) => (us / 1_000_000).to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Where the fields of a headed file are; rating and timestamp are optional (1.0 and 0).
@@ -284,7 +336,7 @@ pub(crate) fn read_titles(
         Format::MovielensUData => (dir.join("u.item"), "|"),
         Format::MovielensRatingsDat => (dir.join("movies.dat"), "::"),
         Format::Csv => (dir.join("movies.csv"), ","),
-        Format::Auto => return Ok(HashMap::new()),
+        Format::Auto | Format::Parquet => return Ok(HashMap::new()),
     };
     let Ok(bytes) = std::fs::read(&file) else {
         return Ok(HashMap::new());
@@ -457,6 +509,138 @@ mod tests {
             assert!(err.contains(name), "{err}");
             assert!(err.contains(line) && err.contains(what), "{name}: {err}");
         }
+    }
+
+    /// A Parquet file of `(user INT64, item UTF8, rating DOUBLE?, ts INT64)` rows, written with
+    /// the parquet crate's low-level writer (snappy); `None` ratings are nulls.
+    #[cfg(feature = "train")]
+    fn write_parquet(path: &Path, rows: &[(i64, &str, Option<f64>, i64)], schema: &str) {
+        use parquet::basic::Compression;
+        use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+
+        let schema = std::sync::Arc::new(parse_message_type(schema).unwrap());
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = SerializedFileWriter::new(file, schema, std::sync::Arc::new(props)).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let users: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let items: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.1)).collect();
+        let ratings: Vec<f64> = rows.iter().filter_map(|r| r.2).collect();
+        let defs: Vec<i16> = rows.iter().map(|r| i16::from(r.2.is_some())).collect();
+        let ts: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<Int64Type>()
+            .write_batch(&users, None, None)
+            .unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>()
+            .write_batch(&items, None, None)
+            .unwrap();
+        col.close().unwrap();
+        if let Some(mut col) = rg.next_column().unwrap() {
+            col.typed::<DoubleType>()
+                .write_batch(&ratings, Some(&defs), None)
+                .unwrap();
+            col.close().unwrap();
+        }
+        if let Some(mut col) = rg.next_column().unwrap() {
+            col.typed::<Int64Type>()
+                .write_batch(&ts, None, None)
+                .unwrap();
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+    }
+
+    #[cfg(feature = "train")]
+    const SCHEMA: &str = "message m { REQUIRED INT64 userId; REQUIRED BYTE_ARRAY item_id (UTF8); \
+        OPTIONAL DOUBLE rating; REQUIRED INT64 timestamp; }";
+
+    #[cfg(feature = "train")]
+    #[test]
+    fn reads_parquet_by_column_names() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("logs.parquet");
+        write_parquet(
+            &p,
+            &[
+                (7, "i1", Some(4.0), 100),
+                (7, "i2", Some(2.5), 101),
+                (9, "i1", Some(5.0), 99),
+            ],
+            SCHEMA,
+        );
+        let data = read_interactions(&p, Format::Auto, Some(3.0)).unwrap();
+        assert_eq!(data.name, "logs");
+        assert_eq!(data.user_ids, ["7", "9"]);
+        assert_eq!(data.item_ids, ["i1"]);
+        assert_eq!(data.records.len(), 2);
+        assert_eq!(
+            (data.records[0].rating, data.records[0].timestamp),
+            (4.0, 100)
+        );
+        // The same rows as CSV give the same interactions.
+        let c = write(
+            d.path(),
+            "same.csv",
+            "userId,item_id,rating,timestamp\n7,i1,4,100\n7,i2,2.5,101\n9,i1,5,99\n",
+        );
+        let csv = read_interactions(&c, Format::Auto, Some(3.0)).unwrap();
+        assert_eq!(csv.records, data.records);
+        assert_eq!((csv.user_ids, csv.item_ids), (data.user_ids, data.item_ids));
+    }
+
+    #[cfg(feature = "train")]
+    #[test]
+    fn malformed_parquet_names_file_and_row() {
+        let d = tempfile::tempdir().unwrap();
+        // Not Parquet at all, and a Parquet file cut short.
+        let garbage = write(d.path(), "g.parquet", "user,item\n1,2\n");
+        let good = d.path().join("good.parquet");
+        write_parquet(&good, &[(1, "a", Some(1.0), 1)], SCHEMA);
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = d.path().join("cut.parquet");
+        std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
+        for p in [&garbage, &cut] {
+            let err = read_interactions(p, Format::Auto, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(p.to_str().unwrap()) && err.contains("not a readable Parquet file"),
+                "{err}"
+            );
+        }
+        // No item column.
+        let no_item = d.path().join("no-item.parquet");
+        write_parquet(
+            &no_item,
+            &[(1, "a", None, 1)],
+            "message m { REQUIRED INT64 user; REQUIRED BYTE_ARRAY title (UTF8); }",
+        );
+        let err = read_interactions(&no_item, Format::Auto, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no-item.parquet") && err.contains("no item column"),
+            "{err}"
+        );
+        // A null rating in row 2.
+        let null = d.path().join("null.parquet");
+        write_parquet(&null, &[(1, "a", Some(1.0), 1), (1, "b", None, 2)], SCHEMA);
+        let err = read_interactions(&null, Format::Auto, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("null.parquet, line 2") && err.contains("rating"),
+            "{err}"
+        );
     }
 
     #[test]
