@@ -65,34 +65,13 @@ impl Exported {
     /// Median µs of a single-history call and of a 32-history call, over `iters` calls each,
     /// with real users' training histories (cycled).
     pub fn latency(&self, histories: &[Vec<u32>], iters: usize) -> Result<(f64, f64), TrainError> {
-        let rows: Vec<Vec<u32>> = histories
-            .iter()
-            .filter(|h| !h.is_empty())
-            .map(|h| to_rows(h))
-            .collect();
-        let mut single = Vec::with_capacity(iters);
-        let mut batch = Vec::with_capacity(iters);
-        // One untimed call per shape: tract sizes its scratch buffers on first use.
-        self.scorer
-            .score_batch(&[&rows[0]])
-            .map_err(|e| self.runtime(e))?;
-        for i in 0..iters {
-            let h: &[u32] = &rows[i % rows.len()];
-            let t = Instant::now();
-            std::hint::black_box(self.scorer.score_batch(&[h]).map_err(|e| self.runtime(e))?);
-            single.push(t.elapsed().as_secs_f64() * 1e6);
-            let refs: Vec<&[u32]> = (0..32)
-                .map(|k| rows[(i * 32 + k) % rows.len()].as_slice())
-                .collect();
-            let t = Instant::now();
-            std::hint::black_box(
-                self.scorer
-                    .score_batch(&refs)
-                    .map_err(|e| self.runtime(e))?,
-            );
-            batch.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        Ok((median(&mut single), median(&mut batch)))
+        let rows: Vec<Vec<u32>> = histories.iter().map(|h| to_rows(h)).collect();
+        time_calls(&rows, iters, |batch| {
+            self.scorer
+                .score_batch(batch)
+                .map(drop)
+                .map_err(|e| self.runtime(e))
+        })
     }
 
     /// Compares tract's scores with the training forward (`reference`: `[n_users, n_items]`,
@@ -146,6 +125,36 @@ fn load_scorer(name: &str, weights: &ModelWeights, onnx: &[u8]) -> Result<OnnxSc
 /// Item indices → vocabulary rows.
 pub fn to_rows(items: &[u32]) -> Vec<u32> {
     items.iter().map(|i| i + 1).collect()
+}
+
+/// Median µs of `call` on one history and on 32 histories, over `iters` calls each, cycling
+/// through the non-empty `rows` (vocabulary rows). One untimed call first: tract sizes its
+/// scratch buffers on first use.
+pub fn time_calls(
+    rows: &[Vec<u32>],
+    iters: usize,
+    call: impl Fn(&[&[u32]]) -> Result<(), TrainError>,
+) -> Result<(f64, f64), TrainError> {
+    let rows: Vec<&[u32]> = rows
+        .iter()
+        .filter(|h| !h.is_empty())
+        .map(Vec::as_slice)
+        .collect();
+    if rows.is_empty() {
+        return Err(TrainError::Config("no user has a training history".into()));
+    }
+    call(&[rows[0]])?;
+    let (mut single, mut batch) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
+    for i in 0..iters {
+        let t = Instant::now();
+        std::hint::black_box(call(&[rows[i % rows.len()]])?);
+        single.push(t.elapsed().as_secs_f64() * 1e6);
+        let refs: Vec<&[u32]> = (0..32).map(|k| rows[(i * 32 + k) % rows.len()]).collect();
+        let t = Instant::now();
+        std::hint::black_box(call(&refs)?);
+        batch.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok((median(&mut single), median(&mut batch)))
 }
 
 fn median(xs: &mut [f64]) -> f64 {

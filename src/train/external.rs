@@ -4,13 +4,13 @@
 //! the training histories become the KD targets exactly like those of the built-in teachers.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use prost::Message;
 use tract_onnx::pb;
 
 use super::deps::data::Interactions;
 use super::deps::onnx::OnnxScorer;
+use super::export::time_calls;
 use super::TrainError;
 use crate::bundle::{Bundle, Manifest};
 use crate::engine::ItemMatrix;
@@ -170,28 +170,8 @@ impl ExternalTeacher {
     /// Median µs of one history and of 32 histories through the bundle's graph (the built-in
     /// models' latency columns), over `iters` calls each.
     pub fn latency(&self, histories: &[Vec<u32>], iters: usize) -> Result<(f64, f64), TrainError> {
-        let rows: Vec<Vec<u32>> = histories
-            .iter()
-            .filter(|h| !h.is_empty())
-            .map(|h| self.rows_of(h))
-            .collect();
-        if rows.is_empty() {
-            return Err(TrainError::Config("no user has a training history".into()));
-        }
-        self.score_rows(&[&rows[0]])?;
-        let (mut single, mut batch) = (Vec::new(), Vec::new());
-        for i in 0..iters {
-            let t = Instant::now();
-            std::hint::black_box(self.score_rows(&[&rows[i % rows.len()]])?);
-            single.push(t.elapsed().as_secs_f64() * 1e6);
-            let refs: Vec<&[u32]> = (0..32)
-                .map(|k| rows[(i * 32 + k) % rows.len()].as_slice())
-                .collect();
-            let t = Instant::now();
-            std::hint::black_box(self.score_rows(&refs)?);
-            batch.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        Ok((median(&mut single), median(&mut batch)))
+        let rows: Vec<Vec<u32>> = histories.iter().map(|h| self.rows_of(h)).collect();
+        time_calls(&rows, iters, |batch| self.score_rows(batch).map(drop))
     }
 
     /// What the report and the student's manifest say about where the teacher came from.
@@ -213,11 +193,6 @@ impl ExternalTeacher {
             })),
         })
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Number of weights stored in the graph: the elements of its floating-point and 8-bit

@@ -502,26 +502,30 @@ fn row(
     seconds: f64,
     settings: serde_json::Value,
 ) -> ModelResult {
-    let n_items = weights.n_rows() - 1;
-    let (valid, test) = evaluate_both(scores, n_items, split);
     let arch = weights.architecture();
-    ModelResult {
-        name: name.to_string(),
-        role: role.to_string(),
-        kind: arch.kind.clone(),
-        description: arch.description,
-        parameters: weights.parameter_count(),
-        valid: valid.0,
-        test: test.0,
-        train_seconds: seconds,
-        epochs: None,
-        best_epoch: None,
-        curve: Vec::new(),
-        onnx_bytes: None,
-        latency_single_us: None,
-        latency_batch32_us: None,
+    let row = ModelResult::new(
+        name,
+        role,
+        &arch.kind,
+        arch.description,
+        weights.parameter_count(),
         settings,
-    }
+    );
+    evaluated(row, scores, weights.n_rows() - 1, split, seconds)
+}
+
+/// `row` with its valid/test metrics from `scores` (`[n_users, n_items]`) and its seconds.
+fn evaluated(
+    mut row: ModelResult,
+    scores: &[f32],
+    n_items: usize,
+    split: &Split,
+    seconds: f64,
+) -> ModelResult {
+    let (valid, test) = evaluate_both(scores, n_items, split);
+    (row.valid, row.test) = (valid.0, test.0);
+    row.train_seconds = seconds;
+    row
 }
 
 /// What one seed trains besides the fixed models: the KD variants, the external teacher, and
@@ -993,29 +997,19 @@ fn ensemble(ease: &Trained, mlp: &Trained, weights: &[f64], split: &Split) -> Tr
         }
     }
     let (_, w, scores) = best.expect("--ensemble-weights is not empty here");
-    let (valid, test) = evaluate_both(&scores, n_items, split);
-    let result = ModelResult {
-        name: ENSEMBLE.to_string(),
-        role: "teacher".to_string(),
-        kind: "ensemble".to_string(),
-        description: format!(
+    let row = ModelResult::new(
+        ENSEMBLE,
+        "teacher",
+        "ensemble",
+        format!(
             "per-user standardised scores: `{}` + {w} × `{}` (KD targets only, no ONNX graph)",
             ease.result.name, mlp.result.name
         ),
-        parameters: ease.result.parameters + mlp.result.parameters,
-        valid: valid.0,
-        test: test.0,
-        train_seconds: ease.result.train_seconds
-            + mlp.result.train_seconds
-            + t.elapsed().as_secs_f64(),
-        epochs: None,
-        best_epoch: None,
-        curve: Vec::new(),
-        onnx_bytes: None,
-        latency_single_us: None,
-        latency_batch32_us: None,
-        settings: serde_json::json!({"w": w, "grid": grid}),
-    };
+        ease.result.parameters + mlp.result.parameters,
+        serde_json::json!({"w": w, "grid": grid}),
+    );
+    let seconds = ease.result.train_seconds + mlp.result.train_seconds + t.elapsed().as_secs_f64();
+    let result = evaluated(row, &scores, n_items, split, seconds);
     Trained {
         result,
         weights: None,
@@ -1026,31 +1020,22 @@ fn ensemble(ease: &Trained, mlp: &Trained, weights: &[f64], split: &Split) -> Tr
 /// The report row of a `--teacher-bundle` teacher: evaluated like every model, described by its
 /// manifest, sized by its counted weights; "train seconds" is the time it took to score.
 fn external_row(ext: &ExternalTeacher, scores: &[f32], split: &Split, seconds: f64) -> ModelResult {
-    let (valid, test) = evaluate_both(scores, ext.n_items(), split);
     let m = &ext.manifest;
-    ModelResult {
-        name: EXTERNAL.to_string(),
-        role: "teacher".to_string(),
-        kind: m.architecture.kind.clone(),
-        description: format!(
+    let row = ModelResult::new(
+        EXTERNAL,
+        "teacher",
+        &m.architecture.kind,
+        format!(
             "{} (bundle `{}` v{} from {})",
             m.architecture.description,
             m.name,
             m.version,
             ext.dir.display()
         ),
-        parameters: ext.parameters,
-        valid: valid.0,
-        test: test.0,
-        train_seconds: seconds,
-        epochs: None,
-        best_epoch: None,
-        curve: Vec::new(),
-        onnx_bytes: None,
-        latency_single_us: None,
-        latency_batch32_us: None,
-        settings: ext.describe(),
-    }
+        ext.parameters,
+        ext.describe(),
+    );
+    evaluated(row, scores, ext.n_items(), split, seconds)
 }
 
 /// Popularity as a `mean_mlp` with a zero user vector: scores are the item bias, so the

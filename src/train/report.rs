@@ -33,6 +33,34 @@ pub struct ModelResult {
 }
 
 impl ModelResult {
+    /// A row with its identity, size and settings; metrics, timings and the ONNX columns empty.
+    pub fn new(
+        name: &str,
+        role: &str,
+        kind: &str,
+        description: String,
+        parameters: u64,
+        settings: serde_json::Value,
+    ) -> Self {
+        ModelResult {
+            name: name.to_string(),
+            role: role.to_string(),
+            kind: kind.to_string(),
+            description,
+            parameters,
+            valid: BTreeMap::new(),
+            test: BTreeMap::new(),
+            train_seconds: 0.0,
+            epochs: None,
+            best_epoch: None,
+            curve: Vec::new(),
+            onnx_bytes: None,
+            latency_single_us: None,
+            latency_batch32_us: None,
+            settings,
+        }
+    }
+
     pub fn valid_ndcg(&self) -> f64 {
         self.valid.get("ndcg@10").copied().unwrap_or(0.0)
     }
