@@ -72,6 +72,11 @@ impl TopK {
         self.threshold
     }
 
+    /// How many rows it keeps.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }
