@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use distilrec::bundle::{list_versions, Bundle, Role};
+use distilrec::onnx::OnnxScorer;
 use distilrec::train::{run, Config};
 
 mod train_support;
@@ -160,7 +161,54 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
     assert_eq!(list_versions(&models, "toy"), vec![1]);
     assert_eq!(student.users.as_ref().unwrap().len(), 60);
 
+    // The int8 export: its own model next to the f32 one, read back and compared by distill,
+    // and here again independently: scores through both bundles' encoders in tract.
+    let int8 = Bundle::load(&report.bundles["student-int8"]).unwrap();
+    assert_eq!(list_versions(&models, "toy-int8"), vec![1]);
+    let side = int8.manifest.item_side.as_ref().unwrap();
+    assert_eq!(
+        (side.dtype.as_str(), side.file.as_str()),
+        ("int8_row_scaled", "items.i8")
+    );
+    let f32_dir = &report.bundles["student"];
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(report.bundles["student-int8"].join("items.i8")) < size(f32_dir.join("items.f32"))
+    );
+    assert!(int8.model_bytes.len() < student.model_bytes.len());
+    let q = report.quantised.as_ref().expect("int8 export compared");
+    let precisions: Vec<&str> = q.rows.iter().map(|r| r.precision.as_str()).collect();
+    assert_eq!(precisions, ["f32", "int8"]);
+    assert!(q.max_abs_diff > 0.0 && q.ratio <= q.bound, "{q:?}");
+    assert!(q
+        .rows
+        .iter()
+        .all(|r| r.test["ndcg@10"] > 0.0 && r.latency_single_us > 0.0));
+    let scores = |b: &Bundle| -> Vec<f32> {
+        let m = b.item_matrix.as_ref().unwrap();
+        let enc = OnnxScorer::load_encoder(&b.model_bytes, b.manifest.n_rows, m.dim()).unwrap();
+        let hs: Vec<Vec<u32>> = (1..30u32).map(|u| vec![u, u % 7 + 1, 40 - u]).collect();
+        let refs: Vec<&[u32]> = hs.iter().map(Vec::as_slice).collect();
+        let users = enc.score_batch(&refs).unwrap();
+        users
+            .chunks_exact(m.dim())
+            .flat_map(|u| (1..m.n_rows()).map(move |r| m.score(u, r)))
+            .collect()
+    };
+    let (a, b) = (scores(&student), scores(&int8));
+    let mean = a.iter().sum::<f32>() / a.len() as f32;
+    let std = (a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / a.len() as f32).sqrt();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        (worst as f64) <= q.bound * std as f64,
+        "int8 vs f32: max |Δ| {worst}, std {std}"
+    );
+
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Int8 export"));
     assert!(md.contains("Over seeds") && md.contains("student-kd-rank"));
     assert!(md.contains("Serving engines") && md.contains("## Size sweep"));
     assert!(run_dir.join("report.json").is_file() && run_dir.join("curves.png").is_file());

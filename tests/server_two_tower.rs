@@ -8,7 +8,10 @@ mod server_support;
 use distilrec::bundle::ITEM_MATRIX_FILE;
 use distilrec::engine::synthetic::clustered_items;
 use distilrec::engine::{EngineKind, EngineParams};
-use distilrec::onnx::{write_synthetic_two_tower, MeanMlpWeights, ModelWeights};
+use distilrec::onnx::{
+    write_synthetic_two_tower, write_synthetic_two_tower_as, MeanMlpWeights, ModelWeights,
+    Precision,
+};
 use serde_json::{json, Value};
 use server_support::*;
 
@@ -95,6 +98,65 @@ fn every_engine_serves_the_reference_ranking() {
             }
         }
     }
+}
+
+#[test]
+fn an_int8_export_serves_close_to_its_f32_twin() {
+    let (_root, repo) = setup();
+    let w = student(3);
+    publish_tt(&repo, "tt-f32", &w, None);
+    write_synthetic_two_tower_as(
+        &repo,
+        "tt-int8",
+        &w,
+        distilrec::bundle::Role::Student,
+        None,
+        Precision::Int8,
+    )
+    .expect("int8 bundle writes");
+    let server = Server::start(&repo, &["--default-model", "tt-f32"]);
+    server.wait_ready();
+    wait_for("tt-int8 live", || server.live_version("tt-int8").is_some());
+    let detail = server.get_json("/v1/models/tt-int8");
+    assert_eq!(detail["live"]["format_version"], 2, "{detail}");
+    let (f, q) = (ask(&server, "tt-f32", 10), ask(&server, "tt-int8", 10));
+    let rows = |b: &Value| -> Vec<(u32, f64)> {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    row_of(i["id"].as_str().unwrap()),
+                    i["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (f, q) = (rows(&f), rows(&q));
+    assert_eq!(q.len(), 10);
+    let ex = excluded();
+    assert!(q.iter().all(|(r, _)| *r > 0 && !ex.contains(r)));
+    // The reference scores of the f32 weights: int8 serves each row within a small error of
+    // them, and mostly the same rows.
+    let reference = ModelWeights::MeanMlp(w).score_reference(&HISTORY);
+    let spread = f[0].1 - f[9].1;
+    for (r, s) in &q {
+        let err = (s - reference[*r as usize] as f64).abs();
+        assert!(
+            err < 0.05 * f[0].1.abs().max(1.0),
+            "row {r}: {s} vs {}",
+            reference[*r as usize]
+        );
+    }
+    let same = q
+        .iter()
+        .filter(|(r, _)| f.iter().any(|(x, _)| x == r))
+        .count();
+    assert!(
+        same >= 8,
+        "only {same} of the f32 top 10 (score spread {spread})"
+    );
 }
 
 /// Every served score equals the reference, nothing excluded is served, the list has the

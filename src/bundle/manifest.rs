@@ -19,6 +19,8 @@ pub const OUTPUT_NAME: &str = "scores";
 pub const USER_VECTOR_NAME: &str = "user_vector";
 /// File of the item side of a format-2 bundle.
 pub const ITEM_MATRIX_FILE: &str = "items.f32";
+/// The item side of an int8 export (`item_side.dtype` = `int8_row_scaled`).
+pub const ITEM_MATRIX_INT8_FILE: &str = "items.i8";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,9 +110,10 @@ pub struct Manifest {
     pub serving: Option<EngineParams>,
 }
 
-/// The item side of a two-tower bundle: `file` holds `n_rows · dim` little-endian float32
-/// vectors (row-major, row r = vocabulary row r), then `n_rows` biases if `has_bias`; its
-/// score for user vector u is `u · v_r + b_r`.
+/// The item side of a two-tower bundle. With `dtype` `float32_le`, `file` holds `n_rows · dim`
+/// little-endian float32 vectors (row-major, row r = vocabulary row r), then `n_rows` biases if
+/// `has_bias`; with `int8_row_scaled`, `n_rows · dim` int8 codes, `n_rows` f32 row scales
+/// (`v_r = scale_r · code_r`), then the f32 biases. The score for user vector u is `u · v_r + b_r`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItemSide {
@@ -179,7 +182,7 @@ impl Manifest {
         };
         m.item_side = Some(ItemSide {
             file: ITEM_MATRIX_FILE.into(),
-            dtype: "float32_le".into(),
+            dtype: crate::engine::DTYPE_F32.into(),
             dim,
             has_bias,
             sha256: String::new(),

@@ -14,10 +14,11 @@ use sha2::{Digest, Sha256};
 
 pub use manifest::{
     Architecture, DatasetInfo, ItemSide, Manifest, Role, SplitInfo, TensorSpec, FORMAT_TWO_TOWER,
-    FORMAT_VERSION, INPUT_NAME, ITEM_MATRIX_FILE, OUTPUT_NAME, USER_VECTOR_NAME,
+    FORMAT_VERSION, INPUT_NAME, ITEM_MATRIX_FILE, ITEM_MATRIX_INT8_FILE, OUTPUT_NAME,
+    USER_VECTOR_NAME,
 };
 
-use crate::engine::ItemMatrix;
+use crate::engine::{ItemMatrix, DTYPE_F32, DTYPE_INT8};
 pub use read::{read_capped, read_capped_text};
 pub use vocab::{ItemVocab, UserHistories, PAD_TOKEN};
 
@@ -237,7 +238,7 @@ impl Bundle {
     }
 }
 
-/// Reads and checks `items.f32`: a plain file name, a regular file of exactly the size the
+/// Reads and checks the item file (`items.f32`, or `items.i8` dequantised): a plain file name, a regular file of exactly the size the
 /// manifest's shape implies (checked before reading, so a wrong or huge file is never loaded),
 /// the declared sha256, finite values.
 fn read_item_matrix(
@@ -257,21 +258,21 @@ fn read_item_matrix(
             side.file
         )));
     }
-    if side.dtype != "float32_le" {
-        return Err(bad(format!(
-            "item_side.dtype `{}` is not supported (float32_le)",
-            side.dtype
-        )));
-    }
     if side.dim == 0 || side.dim > 65_536 {
         return Err(bad(format!(
             "item_side.dim {} is out of range 1..=65536",
             side.dim
         )));
     }
+    let Some(want) = ItemMatrix::file_len_of(&side.dtype, n_rows, side.dim, side.has_bias) else {
+        return Err(bad(format!(
+            "item_side.dtype `{}` is not supported ({DTYPE_F32} or {DTYPE_INT8})",
+            side.dtype
+        )));
+    };
+    let want = want as u64;
     let path = dir.join(&side.file);
     let meta = std::fs::metadata(&path).map_err(|e| BundleError::io(&path, e))?;
-    let want = ItemMatrix::file_len(n_rows, side.dim, side.has_bias) as u64;
     if want > limits.max_item_matrix_bytes {
         return Err(BundleError::TooLarge {
             path,
@@ -283,9 +284,10 @@ fn read_item_matrix(
         return Err(BundleError::Inconsistent {
             dir: dir.to_path_buf(),
             message: format!(
-                "{} must be a regular file of {want} bytes ([{n_rows}, {}] float32{}), found {}",
+                "{} must be a regular file of {want} bytes ([{n_rows}, {}] {}{}), found {}",
                 side.file,
                 side.dim,
+                side.dtype,
                 if side.has_bias { " + bias" } else { "" },
                 if meta.is_file() {
                     format!("{} bytes", meta.len())
@@ -304,7 +306,7 @@ fn read_item_matrix(
             actual,
         });
     }
-    ItemMatrix::from_le_bytes(&bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
+    ItemMatrix::from_file_bytes(&side.dtype, &bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
         BundleError::Inconsistent {
             dir: dir.to_path_buf(),
             message: format!("{}: {e}", side.file),
@@ -445,7 +447,12 @@ pub fn write_bundle_with(
                 && side.has_bias == m.has_bias()
                 && m.n_rows() == items.n_rows() =>
         {
-            let bytes = m.to_le_bytes();
+            let bytes = m
+                .to_file_bytes(&side.dtype)
+                .ok_or_else(|| BundleError::Manifest {
+                    path: repo.to_path_buf(),
+                    message: format!("item_side.dtype `{}` cannot be written", side.dtype),
+                })?;
             side.sha256 = sha256_hex(&bytes);
             Some((side.file.clone(), bytes))
         }

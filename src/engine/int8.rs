@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::matrix::quantise_row;
 use super::{rerank, Engine, EngineError, EngineKind, ItemMatrix, Query};
 use crate::topk::TopK;
 
@@ -46,17 +47,6 @@ pub struct Int8 {
     params: Int8Params,
 }
 
-/// Symmetric quantisation of one vector into `out` (zero-padded); returns the scale.
-fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    out[v.len()..].fill(0);
-    scale
-}
-
 impl Int8 {
     pub fn new(items: Arc<ItemMatrix>, params: Int8Params) -> Result<Self, EngineError> {
         if params.rerank_factor == 0 && params.rerank_min == 0 {
@@ -69,7 +59,7 @@ impl Int8 {
         let scales = codes
             .chunks_exact_mut(stride)
             .enumerate()
-            .map(|(r, out)| quantise(items.row(r), out))
+            .map(|(r, out)| quantise_row(items.row(r), out))
             .collect();
         Ok(Int8 {
             items,
@@ -91,7 +81,7 @@ impl Int8 {
     #[cfg(test)]
     fn max_error(&self, query: &[f32]) -> (f32, f32) {
         let mut qc = vec![0i8; self.stride];
-        let qs = quantise(query, &mut qc);
+        let qs = quantise_row(query, &mut qc);
         let mut worst = 0.0f32;
         for r in 0..self.items.n_rows() {
             let c = &self.codes[r * self.stride..(r + 1) * self.stride];
@@ -127,7 +117,7 @@ impl Engine for Int8 {
         let qscales: Vec<f32> = queries
             .chunks_exact(dim)
             .zip(qcodes.chunks_exact_mut(self.stride))
-            .map(|(q, out)| quantise(q, out))
+            .map(|(q, out)| quantise_row(q, out))
             .collect();
         let mut accs: Vec<TopK> = requests
             .iter()

@@ -93,6 +93,68 @@ impl ItemMatrix {
         )
     }
 
+    /// Size in bytes of an item file of `dtype` for this shape; `None` for an unknown dtype.
+    pub fn file_len_of(dtype: &str, n_rows: usize, dim: usize, has_bias: bool) -> Option<usize> {
+        let bias = if has_bias { 4 * n_rows } else { 0 };
+        match dtype {
+            DTYPE_F32 => Some(Self::file_len(n_rows, dim, has_bias)),
+            DTYPE_INT8 => Some(n_rows * dim + 4 * n_rows + bias),
+            _ => None,
+        }
+    }
+
+    /// Parses an item file of `dtype`: [`DTYPE_F32`] (see [`ItemMatrix::from_le_bytes`]) or
+    /// [`DTYPE_INT8`]: `n_rows·dim` int8 codes, `n_rows` little-endian f32 row scales, then
+    /// `n_rows` f32 biases if `has_bias`; vectors are dequantised (`code · scale`) on load.
+    pub fn from_file_bytes(
+        dtype: &str,
+        bytes: &[u8],
+        n_rows: usize,
+        dim: usize,
+        has_bias: bool,
+    ) -> Result<Self, MatrixError> {
+        let want = Self::file_len_of(dtype, n_rows, dim, has_bias)
+            .ok_or_else(|| MatrixError::Shape(format!("unknown dtype `{dtype}`")))?;
+        if dtype == DTYPE_F32 {
+            return Self::from_le_bytes(bytes, n_rows, dim, has_bias);
+        }
+        if bytes.len() != want {
+            return Err(MatrixError::Shape(format!(
+                "file has {} bytes, int8 [{n_rows}, {dim}] + scales{} needs {want}",
+                bytes.len(),
+                if has_bias { " + bias" } else { "" }
+            )));
+        }
+        let (codes, rest) = bytes.split_at(n_rows * dim);
+        let floats: Vec<f32> = rest
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let (scales, bias) = floats.split_at(n_rows);
+        let vectors = codes
+            .chunks_exact(dim)
+            .zip(scales)
+            .flat_map(|(row, &s)| row.iter().map(move |&c| c as i8 as f32 * s))
+            .collect();
+        Self::new(n_rows, dim, vectors, has_bias.then(|| bias.to_vec()))
+    }
+
+    /// The item file of `dtype` (see [`ItemMatrix::from_file_bytes`]); `None` for an unknown
+    /// dtype. Int8 quantises each row with its own scale ([`quantise_row`]).
+    pub fn to_file_bytes(&self, dtype: &str) -> Option<Vec<u8>> {
+        match dtype {
+            DTYPE_F32 => Some(self.to_le_bytes()),
+            DTYPE_INT8 => {
+                let (codes, scales) = quantise_rows(&self.vectors, self.dim);
+                let bias: &[f32] = if self.has_bias { &self.bias } else { &[] };
+                let mut out: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+                out.extend(scales.iter().chain(bias).flat_map(|v| v.to_le_bytes()));
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
     /// The `items.f32` encoding (see [`ItemMatrix::from_le_bytes`]).
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let bias: &[f32] = if self.has_bias { &self.bias } else { &[] };
@@ -140,6 +202,35 @@ impl ItemMatrix {
     }
 }
 
+/// `item_side.dtype` of little-endian f32 vectors (`items.f32`).
+pub const DTYPE_F32: &str = "float32_le";
+/// `item_side.dtype` of int8 vectors with one f32 scale per row (`items.i8`).
+pub const DTYPE_INT8: &str = "int8_row_scaled";
+
+/// Symmetric int8 quantisation of one vector into `out` (zero-padded past `v.len()`):
+/// `v ≈ scale · code`, codes in `[-127, 127]`, `scale = max |v| / 127` (1 for a zero vector),
+/// so each element is off by at most `scale / 2`. Returns the scale.
+pub fn quantise_row(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    out[v.len()..].fill(0);
+    scale
+}
+
+/// [`quantise_row`] over every `dim`-wide row of `values`: `(codes, one scale per row)`.
+pub fn quantise_rows(values: &[f32], dim: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut codes = vec![0i8; values.len()];
+    let scales = values
+        .chunks_exact(dim)
+        .zip(codes.chunks_exact_mut(dim))
+        .map(|(v, out)| quantise_row(v, out))
+        .collect();
+    (codes, scales)
+}
+
 /// f32 dot product with independent accumulators (one running sum is several times slower:
 /// it serialises on the add latency).
 #[inline]
@@ -178,6 +269,36 @@ mod tests {
         assert_eq!(ItemMatrix::from_le_bytes(&bytes, 2, 2, false).unwrap(), nb);
         assert!(ItemMatrix::from_le_bytes(&bytes, 2, 2, true).is_err());
         assert!(ItemMatrix::from_le_bytes(&bytes[..15], 2, 2, false).is_err());
+    }
+
+    #[test]
+    fn int8_file_round_trip_is_within_half_a_step_per_element() {
+        let v: Vec<f32> = (0..5 * 7)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13)
+            .collect();
+        let mut v = v;
+        v[7..14].fill(0.0); // an all-zero row: scale 1, codes 0
+        let m = ItemMatrix::new(5, 7, v, Some(vec![0., 1., -1., 0.5, 2.])).unwrap();
+        let bytes = m.to_file_bytes(DTYPE_INT8).unwrap();
+        assert_eq!(
+            bytes.len(),
+            ItemMatrix::file_len_of(DTYPE_INT8, 5, 7, true).unwrap()
+        );
+        assert_eq!(bytes.len(), 5 * 7 + 4 * 5 + 4 * 5);
+        let back = ItemMatrix::from_file_bytes(DTYPE_INT8, &bytes, 5, 7, true).unwrap();
+        assert_eq!(back.bias(), m.bias(), "biases are stored in f32");
+        for r in 0..5 {
+            let step = m.row(r).iter().fold(0f32, |a, x| a.max(x.abs())) / 127.0;
+            for (a, b) in m.row(r).iter().zip(back.row(r)) {
+                assert!((a - b).abs() <= step / 2.0 + 1e-7, "row {r}: {a} vs {b}");
+            }
+        }
+        assert!(back.row(1).iter().all(|&x| x == 0.0));
+        // Quantising the dequantised matrix again gives the same file: the codes are stable.
+        assert_eq!(back.to_file_bytes(DTYPE_INT8).unwrap(), bytes);
+        assert!(ItemMatrix::from_file_bytes(DTYPE_INT8, &bytes[1..], 5, 7, true).is_err());
+        assert!(ItemMatrix::from_file_bytes("int4", &bytes, 5, 7, true).is_err());
+        assert!(m.to_file_bytes("int4").is_none());
     }
 
     #[test]

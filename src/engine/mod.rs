@@ -26,7 +26,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use matrix::{ItemMatrix, MatrixError};
+pub use matrix::{quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
 
 use crate::topk::TopK;
 

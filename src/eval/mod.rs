@@ -61,7 +61,7 @@ fn user_metrics(hits: &[bool], n_targets: usize, k: usize) -> [f64; 6] {
 
 /// Indices of the `k` best candidates by score, best first; ties broken by lower index so the
 /// result does not depend on the selection algorithm.
-fn top_candidates(scores: &[f32], candidates: &mut Vec<u32>, k: usize) -> Vec<u32> {
+pub fn top_candidates(scores: &[f32], candidates: &mut Vec<u32>, k: usize) -> Vec<u32> {
     let better = |a: &u32, b: &u32| {
         let (sa, sb) = (scores[*a as usize], scores[*b as usize]);
         sb.total_cmp(&sa).then(a.cmp(b))

@@ -11,6 +11,7 @@ use tract_onnx::pb::{
 
 use super::{EaseWeights, MeanMlpWeights, ModelWeights, IR_VERSION, OPSET};
 use crate::bundle::{INPUT_NAME, OUTPUT_NAME, USER_VECTOR_NAME};
+use crate::engine::quantise_rows;
 
 pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
     let mut g = GraphBuilder::default();
@@ -27,9 +28,20 @@ pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
     encode(g, name, OUTPUT_NAME, weights.n_rows())
 }
 
+/// How the user tower's weight matrices are stored in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    /// Int8 codes with one f32 scale per row of the matrix as used (per output unit).
+    Int8,
+}
+
 /// The user tower of a `mean_mlp` model alone: `history` → `user_vector [batch, d_last]`.
-pub(super) fn to_encoder_onnx(w: &MeanMlpWeights) -> Vec<u8> {
-    let mut g = GraphBuilder::default();
+pub(super) fn to_encoder_onnx(w: &MeanMlpWeights, precision: Precision) -> Vec<u8> {
+    let mut g = GraphBuilder {
+        precision,
+        ..GraphBuilder::default()
+    };
     let u = user_tower(&mut g, w);
     g.node("Identity", &[&u], USER_VECTOR_NAME, vec![]);
     encode(g, "mean_mlp_user_encoder", USER_VECTOR_NAME, w.d_last())
@@ -98,7 +110,7 @@ fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
     let mask = mask(g);
     let mut table = w.embedding.clone();
     table[..w.dim].fill(0.0);
-    let emb = g.init_f32("embedding", &[w.n_rows, w.dim], &table);
+    let emb = g.weight("embedding", w.n_rows, w.dim, &table);
     let gathered = g.node(
         "Gather",
         &[&emb, INPUT_NAME],
@@ -127,7 +139,7 @@ fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
         super::Activation::Tanh => "Tanh",
     };
     for (i, l) in w.layers.iter().enumerate() {
-        let wi = g.init_f32(&format!("layer{i}_w"), &[l.n_in, l.n_out], &l.w);
+        let wi = g.weight_by_column(&format!("layer{i}_w"), l.n_in, l.n_out, &l.w);
         let bi = g.init_f32(&format!("layer{i}_b"), &[l.n_out], &l.b);
         let h = g.node("MatMul", &[&u, &wi], &format!("layer{i}_mm"), vec![]);
         let h = g.node("Add", &[&h, &bi], &format!("layer{i}_pre"), vec![]);
@@ -158,13 +170,77 @@ fn ease(g: &mut GraphBuilder, w: &EaseWeights) {
     );
 }
 
-#[derive(Default)]
 struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
+    precision: Precision,
+}
+
+impl Default for GraphBuilder {
+    fn default() -> Self {
+        GraphBuilder {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            precision: Precision::F32,
+        }
+    }
 }
 
 impl GraphBuilder {
+    /// A `[rows, cols]` weight matrix named `name`: an f32 initializer, or with int8 precision
+    /// int8 codes with one scale per row, dequantised by `Cast` and `Mul` (constants only).
+    fn weight(&mut self, name: &str, rows: usize, cols: usize, data: &[f32]) -> String {
+        match self.precision {
+            Precision::F32 => self.init_f32(name, &[rows, cols], data),
+            Precision::Int8 => {
+                let (codes, scales) = quantise_rows(data, cols);
+                self.dequantised(name, &[rows, cols], &codes, &[rows, 1], &scales)
+            }
+        }
+    }
+
+    /// [`GraphBuilder::weight`] with one scale per column (a layer's output unit).
+    fn weight_by_column(&mut self, name: &str, rows: usize, cols: usize, data: &[f32]) -> String {
+        match self.precision {
+            Precision::F32 => self.init_f32(name, &[rows, cols], data),
+            Precision::Int8 => {
+                let t: Vec<f32> = (0..cols)
+                    .flat_map(|c| (0..rows).map(move |r| data[r * cols + c]))
+                    .collect();
+                let (codes_t, scales) = quantise_rows(&t, rows);
+                let codes: Vec<i8> = (0..rows)
+                    .flat_map(|r| (0..cols).map(move |c| (r, c)))
+                    .map(|(r, c)| codes_t[c * rows + r])
+                    .collect();
+                self.dequantised(name, &[rows, cols], &codes, &[1, cols], &scales)
+            }
+        }
+    }
+
+    fn dequantised(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        codes: &[i8],
+        scale_dims: &[usize],
+        scales: &[f32],
+    ) -> String {
+        let q = self.push_init(
+            &format!("{name}_int8"),
+            dims,
+            DataType::Int8,
+            codes.iter().map(|&c| c as u8).collect(),
+        );
+        let s = self.init_f32(&format!("{name}_scale"), scale_dims, scales);
+        let f = self.node(
+            "Cast",
+            &[&q],
+            &format!("{name}_f32"),
+            vec![attr_int("to", DataType::Float as i64)],
+        );
+        self.node("Mul", &[&f, &s], name, vec![])
+    }
+
     /// Adds a single-output node named after its output and returns the output's name.
     fn node(
         &mut self,

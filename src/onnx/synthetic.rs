@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{MeanMlpWeights, ModelWeights};
+use super::{MeanMlpWeights, ModelWeights, Precision};
 use crate::bundle::{
     write_bundle, write_bundle_with, BundleError, ItemVocab, Manifest, Role, UserHistories,
+    ITEM_MATRIX_INT8_FILE,
 };
-use crate::engine::{EngineParams, ItemMatrix};
+use crate::engine::{EngineParams, ItemMatrix, DTYPE_INT8};
 
 /// Number of users written by [`write_synthetic_bundle`] (`u1`..`u5`).
 pub const SYNTHETIC_USERS: usize = 5;
@@ -71,6 +72,19 @@ pub fn write_synthetic_two_tower(
     role: Role,
     serving: Option<EngineParams>,
 ) -> Result<PathBuf, BundleError> {
+    write_synthetic_two_tower_as(repo, name, weights, role, serving, Precision::F32)
+}
+
+/// [`write_synthetic_two_tower`] at either precision: [`Precision::Int8`] writes the encoder
+/// with int8 weights and the item side as `items.i8` (what `distill` exports as `<name>-int8`).
+pub fn write_synthetic_two_tower_as(
+    repo: &Path,
+    name: &str,
+    weights: &MeanMlpWeights,
+    role: Role,
+    serving: Option<EngineParams>,
+    precision: Precision,
+) -> Result<PathBuf, BundleError> {
     let arch = ModelWeights::MeanMlp(weights.clone());
     let mut manifest = Manifest::two_tower(
         name,
@@ -82,11 +96,21 @@ pub fn write_synthetic_two_tower(
     );
     manifest.parameters = arch.parameter_count();
     manifest.serving = serving;
+    let onnx = match precision {
+        Precision::F32 => weights.to_encoder_onnx(),
+        Precision::Int8 => {
+            if let Some(side) = manifest.item_side.as_mut() {
+                side.file = ITEM_MATRIX_INT8_FILE.into();
+                side.dtype = DTYPE_INT8.into();
+            }
+            weights.to_encoder_onnx_int8()
+        }
+    };
     let users = synthetic_users(weights.n_rows);
     write_bundle_with(
         repo,
         manifest,
-        &weights.to_encoder_onnx(),
+        &onnx,
         &synthetic_items(weights.n_rows),
         Some(&users),
         Some(&weights.item_matrix()),

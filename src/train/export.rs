@@ -12,13 +12,14 @@ use rand::SeedableRng;
 use super::deps::data::split::Split;
 use super::deps::data::Interactions;
 use super::deps::onnx::MeanMlpWeights;
-use super::deps::onnx::{ModelWeights, OnnxScorer};
+use super::deps::onnx::{ModelWeights, OnnxScorer, Precision};
 use super::report::Parity;
 use super::TrainError;
 use crate::bundle::{
     write_bundle_with, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
+    ITEM_MATRIX_INT8_FILE,
 };
-use crate::engine::EngineParams;
+use crate::engine::{EngineParams, DTYPE_INT8};
 
 /// An exported model: its ONNX encoding and a tract plan of it.
 pub struct Exported {
@@ -157,7 +158,8 @@ pub fn time_calls(
     Ok((median(&mut single), median(&mut batch)))
 }
 
-fn median(xs: &mut [f64]) -> f64 {
+/// The middle value (the upper one of an even count); sorts `xs`.
+pub(super) fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
@@ -174,7 +176,8 @@ pub struct BundleMeta<'a> {
 
 /// Writes `model` as a new bundle version: format 1 (its full-scores ONNX), or with
 /// `two_tower` and a `mean_mlp` model format 2 (the user-encoder ONNX + `items.f32`, served by
-/// the engine in `two_tower`).
+/// the engine in `two_tower`). [`Precision::Int8`] (format 2 only) stores the encoder's weight
+/// matrices and the item vectors as int8 with per-row scales (`items.i8`).
 pub fn write(
     repo: &std::path::Path,
     name: &str,
@@ -182,8 +185,15 @@ pub fn write(
     model: &Exported,
     meta: &BundleMeta<'_>,
     two_tower: Option<&EngineParams>,
+    precision: Precision,
 ) -> Result<PathBuf, TrainError> {
     let data = meta.data;
+    if precision == Precision::Int8 && two_tower.is_none() {
+        return Err(TrainError::Config(format!(
+            "{}: an int8 export is a two-tower bundle",
+            model.name
+        )));
+    }
     let split_tower: Option<(&MeanMlpWeights, &EngineParams)> = match (&model.weights, two_tower) {
         (ModelWeights::MeanMlp(w), Some(p)) => Some((w, p)),
         (_, Some(_)) => {
@@ -205,6 +215,16 @@ pub fn write(
                 model.weights.architecture(),
             );
             m.serving = Some(params.clone());
+            if precision == Precision::Int8 {
+                if let Some(side) = m.item_side.as_mut() {
+                    side.file = ITEM_MATRIX_INT8_FILE.into();
+                    side.dtype = DTYPE_INT8.into();
+                }
+                m.architecture.description.push_str(
+                    "; weights stored as int8 with one f32 scale per row (embedding rows, \
+                     layer output units, item vectors), biases f32",
+                );
+            }
             m
         }
         None => Manifest::new(
@@ -250,6 +270,9 @@ pub fn write(
         .collect();
     let users = UserHistories::new(users);
     let (onnx, matrix) = match split_tower {
+        Some((w, _)) if precision == Precision::Int8 => {
+            (w.to_encoder_onnx_int8(), Some(w.item_matrix()))
+        }
         Some((w, _)) => (w.to_encoder_onnx(), Some(w.item_matrix())),
         None => (model.onnx.clone(), None),
     };

@@ -94,14 +94,6 @@ impl ExternalTeacher {
                 if missing.len() > QUOTED { ", …" } else { "" },
             )));
         }
-        if parameters != bundle.manifest.parameters {
-            tracing::warn!(
-                bundle = %dir.display(),
-                manifest = bundle.manifest.parameters,
-                counted = parameters,
-                "the teacher's manifest declares a different parameter count; using the counted one"
-            );
-        }
         Ok(ExternalTeacher {
             dir: dir.to_path_buf(),
             onnx_bytes: bundle.model_bytes.len() as u64,

@@ -16,6 +16,7 @@ mod model;
 mod pipeline;
 mod plot;
 mod progress;
+mod quantised;
 mod report;
 
 use std::path::PathBuf;

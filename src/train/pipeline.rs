@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use super::deps::data::split::{random_split, Split};
 use super::deps::data::{read_interactions, Interactions};
 use super::deps::eval::popularity_scores;
-use super::deps::onnx::{Activation, MeanMlpWeights, ModelWeights};
+use super::deps::onnx::{Activation, MeanMlpWeights, ModelWeights, Precision};
 use super::export::{self, BundleMeta, Exported};
 use super::external::ExternalTeacher;
 use super::fit::{evaluate_both, fit, projection, TrainOpts};
@@ -20,7 +20,7 @@ use super::model::{MeanMlp, MlpSpec};
 use super::report::{
     self, DatasetSummary, ModelResult, Phase, Ratios, Report, SeedResult, SweepPoint,
 };
-use super::{ease, engines, plot, Config, StudentFormat, TeacherChoice, TrainError};
+use super::{ease, engines, plot, quantised, Config, StudentFormat, TeacherChoice, TrainError};
 use crate::bundle::Role;
 use crate::engine::EngineParams;
 
@@ -145,7 +145,11 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
     })?;
     let name = config.name.clone().unwrap_or_else(|| data.name.clone());
     let teacher_name = format!("{name}-teacher");
-    if !crate::bundle::valid_model_name(&name) || !crate::bundle::valid_model_name(&teacher_name) {
+    let int8_name = format!("{name}-int8");
+    if ![&name, &teacher_name, &int8_name]
+        .iter()
+        .all(|n| crate::bundle::valid_model_name(n))
+    {
         return Err(TrainError::Config(format!(
             "`{name}` is not a valid model name (use --name with letters, digits, '-', '_', '.')"
         )));
@@ -167,6 +171,14 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         Some(dir) => Some(phases.time("teacher bundle", || {
             let t = ExternalTeacher::load(dir, &data)?;
             tracing::info!(bundle = %dir.display(), parameters = t.parameters, "external teacher loaded");
+            if t.parameters != t.manifest.parameters {
+                tracing::warn!(
+                    bundle = %dir.display(),
+                    manifest = t.manifest.parameters,
+                    counted = t.parameters,
+                    "the teacher's manifest declares a different parameter count; using the counted one"
+                );
+            }
             Ok(t)
         })?),
         None => None,
@@ -231,7 +243,22 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
                 &exported[&main.ratios.kd_student],
                 &meta(student, Some(student.settings.clone())),
                 two_tower,
+                Precision::F32,
             )?;
+            bundles.insert("student".to_string(), s.clone());
+            // The same student with int8 weights, as its own model next to the f32 one.
+            if two_tower.is_some() {
+                let q = export::write(
+                    &config.models,
+                    &int8_name,
+                    Role::Student,
+                    &exported[&main.ratios.kd_student],
+                    &meta(student, Some(student.settings.clone())),
+                    two_tower,
+                    Precision::Int8,
+                )?;
+                bundles.insert("student-int8".to_string(), q);
+            }
             // An external teacher is already a bundle: it is named, not copied. The ensemble
             // exists only as KD targets, so the best teacher with a graph is exported instead.
             let t = match external.filter(|_| main.ratios.teacher == EXTERNAL) {
@@ -249,16 +276,24 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
                         &exported[name],
                         &meta(find(&main_result.models, name), None),
                         None,
+                        Precision::F32,
                     )?
                 }
             };
             tracing::info!(student = %s.display(), teacher = %t.display(), "bundles written");
-            bundles.insert("student".to_string(), s);
             bundles.insert("teacher".to_string(), t);
             Ok(())
         })?;
     }
     drop(exported);
+    let quantised = match (bundles.get("student"), bundles.get("student-int8")) {
+        (Some(f), Some(q)) => {
+            Some(phases.time("int8 export vs f32 (bundles read back)", || {
+                quantised::compare(f, q, &data, &main.split, config.latency_iters)
+            })?)
+        }
+        _ => None,
+    };
 
     let mut extra = Vec::new();
     if !config.extra_seeds.is_empty() {
@@ -312,6 +347,7 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         split_protocol: SPLIT_PROTOCOL.to_string(),
         main: main_result,
         engines: engine_evals,
+        quantised,
         parity,
         bundles,
         extra,
@@ -618,8 +654,37 @@ fn run_seed(
         })
     })?);
 
-    let mut teacher_reps = Vec::new();
-    models.push(phases.time(&format!("{prefix}teacher: MLP"), || {
+    let student_seed = seed.wrapping_add(1);
+    // The no-KD twin of any student shape (the main one here, then the size sweep).
+    let train_plain = |spec: &MlpSpec, label: &str| -> Result<Trained, TrainError> {
+        let m = MeanMlp::new(
+            n_items,
+            spec.clone(),
+            &mut StdRng::seed_from_u64(student_seed),
+        )?;
+        let f = fit(
+            &m,
+            &split,
+            &Objective::plain(),
+            &opts,
+            student_seed,
+            &format!("{prefix}{label}"),
+        )?;
+        let (scores, _) = m.score_histories(&split.train)?;
+        trained_mlp(
+            label,
+            "student",
+            &m,
+            scores,
+            &split,
+            f,
+            serde_json::json!({
+                "spec": spec, "training": opts, "kd": null,
+            }),
+        )
+    };
+
+    let train_mlp_teacher = || -> Result<(Trained, Vec<f32>), TrainError> {
         let mut rng = StdRng::seed_from_u64(seed);
         let m = MeanMlp::new(n_items, teacher_spec.clone(), &mut rng)?;
         let f = fit(
@@ -631,8 +696,7 @@ fn run_seed(
             &format!("{prefix}teacher-mlp"),
         )?;
         let (scores, reps) = m.score_histories(&split.train)?;
-        teacher_reps = reps;
-        trained_mlp(
+        let trained = trained_mlp(
             "teacher-mlp",
             "teacher",
             &m,
@@ -642,8 +706,58 @@ fn run_seed(
             serde_json::json!({
                 "spec": teacher_spec, "training": opts,
             }),
-        )
-    })?);
+        )?;
+        Ok((trained, reps))
+    };
+    // The size sweep's widths other than the main student's (whose rows it reuses).
+    let sweep_specs: Vec<(usize, MlpSpec)> = {
+        let mut dims = sweep_dims.to_vec();
+        dims.sort_unstable();
+        dims.dedup();
+        dims.into_iter()
+            .map(|dim| {
+                let spec = MlpSpec {
+                    dim,
+                    hidden: student_spec.hidden.iter().map(|_| dim).collect(),
+                    activation: student_spec.activation,
+                };
+                (dim, spec)
+            })
+            .collect()
+    };
+    let sweep_trained: Vec<&(usize, MlpSpec)> = sweep_specs
+        .iter()
+        .filter(|(_, spec)| *spec != student_spec)
+        .collect();
+
+    // Nothing without KD needs a teacher: the MLP teacher, the no-KD student and the sweep's
+    // no-KD twins train first, two at a time (each training runs candle on its own thread with
+    // one matmul thread, so two fill this machine's two cores). The teacher is the longest and
+    // is listed last, so it starts first.
+    let mut untaught: Vec<Untaught<'_>> = sweep_trained
+        .iter()
+        .map(|(dim, spec)| Untaught::Student(spec, format!("sweep-d{dim}")))
+        .collect();
+    untaught.push(Untaught::Student(&student_spec, "student".into()));
+    untaught.push(Untaught::MlpTeacher);
+    let mut untaught = phases
+        .time(
+            &format!("{prefix}teacher: MLP ‖ students without KD (2 threads)"),
+            || {
+                two_at_a_time(&untaught, |job| match job {
+                    Untaught::MlpTeacher => train_mlp_teacher().map(|(t, reps)| (t, Some(reps))),
+                    Untaught::Student(spec, label) => train_plain(spec, label).map(|t| (t, None)),
+                })
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+            },
+        )?
+        .into_iter();
+    let (mlp_teacher, teacher_reps) = untaught.next_back().expect("the teacher job ran");
+    let teacher_reps = teacher_reps.expect("the teacher job returns its representations");
+    let (plain_student, _) = untaught.next_back().expect("the student job ran");
+    let sweep_plain: Vec<Trained> = untaught.map(|(t, _)| t).collect();
+    models.push(mlp_teacher);
 
     if let Some(ext) = external {
         models.push(
@@ -715,38 +829,7 @@ fn run_seed(
         "distilling"
     );
 
-    let student_seed = seed.wrapping_add(1);
-    // The no-KD twin of any student shape (the main one here, then the size sweep).
-    let train_plain = |spec: &MlpSpec, label: &str| -> Result<Trained, TrainError> {
-        let m = MeanMlp::new(
-            n_items,
-            spec.clone(),
-            &mut StdRng::seed_from_u64(student_seed),
-        )?;
-        let f = fit(
-            &m,
-            &split,
-            &Objective::plain(),
-            &opts,
-            student_seed,
-            &format!("{prefix}{label}"),
-        )?;
-        let (scores, _) = m.score_histories(&split.train)?;
-        trained_mlp(
-            label,
-            "student",
-            &m,
-            scores,
-            &split,
-            f,
-            serde_json::json!({
-                "spec": spec, "training": opts, "kd": null,
-            }),
-        )
-    };
-    models.push(phases.time(&format!("{prefix}student (no KD)"), || {
-        train_plain(&student_spec, "student")
-    })?);
+    models.push(plain_student);
 
     // The teacher is fixed: its softened distributions and top-K lists are computed once.
     let teacher_scores = models[teacher_idx].scores.clone();
@@ -848,12 +931,43 @@ fn run_seed(
         });
         trained_mlp(label, "student", &m, scores, &split, f, settings)
     };
+    // The KD variants train two at a time (one per core), in the given order of the report.
+    // With a single variant (every extra seed) the sweep's KD twins use it too and join them.
+    let single = match variants {
+        [only] => Some(*only),
+        _ => None,
+    };
+    let mut taught: Vec<Taught<'_>> = Vec::new();
+    if let Some(v) = single {
+        taught.extend(
+            sweep_trained
+                .iter()
+                .map(|(dim, spec)| Taught::new(spec, v, format!("sweep-d{dim}-kd"))),
+        );
+    }
+    taught.extend(
+        variants
+            .iter()
+            .map(|&v| Taught::new(&student_spec, v, format!("student-kd-{}", v.name()))),
+    );
+    let names: Vec<&str> = taught.iter().map(|t| t.label.as_str()).collect();
+    let run_taught = |jobs: &[Taught<'_>]| {
+        two_at_a_time(jobs, |t| train_kd(t.spec, t.variant, &t.label))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut trained = phases.time(
+        &format!(
+            "{prefix}student KD: {}{}",
+            names.join(", "),
+            if names.len() > 1 { " (2 threads)" } else { "" }
+        ),
+        || run_taught(&taught),
+    )?;
+    let variant_rows = trained.split_off(trained.len() - variants.len());
+    let mut sweep_kd = trained;
     let mut kd_rows = Vec::new();
-    for &variant in variants {
-        let label = format!("student-kd-{}", variant.name());
-        let trained = phases.time(&format!("{prefix}student KD: {}", variant.name()), || {
-            train_kd(&student_spec, variant, &label)
-        })?;
+    for (trained, &variant) in variant_rows.into_iter().zip(variants) {
         kd_rows.push((models.len(), variant));
         models.push(trained);
     }
@@ -899,36 +1013,40 @@ fn run_seed(
         "seed done"
     );
     // Size sweep: the same recipe (the chosen KD variant) at other widths, each with its no-KD
-    // twin; the main student's width reuses the rows above.
+    // twin (trained above); the main student's width reuses the rows above. With several
+    // variants the chosen one is known only now.
+    if single.is_none() && !sweep_trained.is_empty() {
+        let jobs: Vec<Taught<'_>> = sweep_trained
+            .iter()
+            .map(|(dim, spec)| Taught::new(spec, best_variant, format!("sweep-d{dim}-kd")))
+            .collect();
+        let dims: Vec<String> = sweep_trained.iter().map(|(d, _)| format!("d{d}")).collect();
+        sweep_kd = phases.time(
+            &format!(
+                "{prefix}size sweep, KD: {}{}",
+                dims.join(", "),
+                if dims.len() > 1 { " (2 threads)" } else { "" }
+            ),
+            || run_taught(&jobs),
+        )?;
+    }
+    let mut sweep_kd = sweep_kd.into_iter();
+    let mut sweep_plain = sweep_plain.into_iter();
     let mut sweep = Vec::new();
-    let mut dims = sweep_dims.to_vec();
-    dims.sort_unstable();
-    dims.dedup();
-    for dim in dims {
-        let spec = MlpSpec {
-            dim,
-            hidden: student_spec.hidden.iter().map(|_| dim).collect(),
-            activation: student_spec.activation,
-        };
-        let (plain, kd) = if spec == student_spec {
+    for (dim, spec) in &sweep_specs {
+        let (plain, kd) = if *spec == student_spec {
             (
                 find("student").result.clone(),
                 models[best_kd].result.clone(),
             )
         } else {
-            // The twins train side by side, one per core (candle runs each on its own thread
-            // with one matmul thread): the sweep costs half its sequential wall time.
-            phases.time(&format!("{prefix}size sweep: d{dim}"), || {
-                let (plain, kd) = std::thread::scope(|s| {
-                    let plain = s.spawn(|| train_plain(&spec, &format!("sweep-d{dim}")));
-                    let kd = train_kd(&spec, best_variant, &format!("sweep-d{dim}-kd"));
-                    (plain.join().expect("sweep training panicked"), kd)
-                });
-                Ok((plain?.result, kd?.result))
-            })?
+            (
+                sweep_plain.next().expect("a no-KD twin per width").result,
+                sweep_kd.next().expect("a KD twin per width").result,
+            )
         };
         sweep.push(SweepPoint {
-            dim,
+            dim: *dim,
             hidden: spec.hidden.clone(),
             parameters: kd.parameters,
             param_ratio: kd.parameters as f64 / t.parameters as f64,
@@ -945,6 +1063,29 @@ fn run_seed(
         sweep,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A training that needs no teacher (the first round of a seed).
+enum Untaught<'a> {
+    MlpTeacher,
+    Student(&'a MlpSpec, String),
+}
+
+/// A KD student to train: its shape, variant and report label.
+struct Taught<'a> {
+    spec: &'a MlpSpec,
+    variant: KdVariant,
+    label: String,
+}
+
+impl<'a> Taught<'a> {
+    fn new(spec: &'a MlpSpec, variant: KdVariant, label: String) -> Self {
+        Taught {
+            spec,
+            variant,
+            label,
+        }
+    }
 }
 
 fn trained_mlp(
@@ -966,6 +1107,37 @@ fn trained_mlp(
         weights: Some(weights),
         scores,
     })
+}
+
+/// `f` over `jobs` on two threads (this machine's cores; a training uses one), results in the
+/// order of `jobs`. Jobs are taken from the back of the list first: `combined`, the last KD
+/// variant, trains every KD term and is the longest (it ran to the epoch cap in the committed
+/// run), so it starts first and the short ones fill the other thread.
+fn two_at_a_time<J: Sync, T: Send>(jobs: &[J], f: impl Fn(&J) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<T>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let worker = || loop {
+        let taken = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(i) = jobs.len().checked_sub(taken + 1) else {
+            break;
+        };
+        let out = f(&jobs[i]);
+        *slots[i].lock().expect("no worker panicked holding a slot") = Some(out);
+    };
+    std::thread::scope(|s| {
+        let other = s.spawn(worker);
+        worker();
+        other.join().expect("training thread panicked");
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("no worker panicked holding a slot")
+                .expect("every job ran")
+        })
+        .collect()
 }
 
 /// Name of the `--teacher-bundle` teacher in reports and manifests.
@@ -1053,4 +1225,35 @@ fn popularity_weights(pop: &[f32]) -> ModelWeights {
         item_matrix_t: vec![0f32; n_rows],
         item_bias,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_at_a_time_runs_every_job_once_and_keeps_their_order() {
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+        // The first two jobs taken (the last two of the list) wait for each other: with one
+        // thread this would never return, so finishing proves both ran at once.
+        let both = std::sync::Barrier::new(2);
+        let jobs: Vec<u64> = (0..7).collect();
+        let out = two_at_a_time(&jobs, |&j| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            threads.lock().unwrap().insert(std::thread::current().id());
+            if j >= 5 {
+                both.wait();
+            }
+            j * 10
+        });
+        assert_eq!(out, vec![0, 10, 20, 30, 40, 50, 60]);
+        assert_eq!(runs.into_inner(), 7);
+        assert_eq!(
+            threads.into_inner().unwrap().len(),
+            2,
+            "both threads took jobs"
+        );
+        assert!(two_at_a_time(&[] as &[u8], |_| 0).is_empty());
+    }
 }
