@@ -184,6 +184,20 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
         .rows
         .iter()
         .all(|r| r.test["ndcg@10"] > 0.0 && r.latency_single_us > 0.0));
+    // Published only after the check, from its scratch candidate, with its own measured metrics.
+    assert_eq!(q.rows[1].bundle, report.bundles["student-int8"]);
+    assert!(!run_dir.join("int8-candidate").exists());
+    // (serde_json's default float parsing may differ in the last bit.)
+    let published = &int8.manifest.metrics;
+    assert!(
+        published.len() == q.rows[1].test.len()
+            && q.rows[1]
+                .test
+                .iter()
+                .all(|(k, v)| published.get(k).is_some_and(|p| (p - v).abs() < 1e-12)),
+        "{published:?} vs {:?}",
+        q.rows[1].test
+    );
     let scores = |b: &Bundle| -> Vec<f32> {
         let m = b.item_matrix.as_ref().unwrap();
         let enc = OnnxScorer::load_encoder(&b.model_bytes, b.manifest.n_rows, m.dim()).unwrap();

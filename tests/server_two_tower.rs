@@ -105,7 +105,7 @@ fn an_int8_export_serves_close_to_its_f32_twin() {
     let (_root, repo) = setup();
     let w = student(3);
     publish_tt(&repo, "tt-f32", &w, None);
-    write_synthetic_two_tower_as(
+    let int8_dir = write_synthetic_two_tower_as(
         &repo,
         "tt-int8",
         &w,
@@ -114,6 +114,7 @@ fn an_int8_export_serves_close_to_its_f32_twin() {
         Precision::Int8,
     )
     .expect("int8 bundle writes");
+    assert!(int8_dir.join("items.i8").is_file() && !int8_dir.join(ITEM_MATRIX_FILE).exists());
     let server = Server::start(&repo, &["--default-model", "tt-f32"]);
     server.wait_ready();
     wait_for("tt-int8 live", || server.live_version("tt-int8").is_some());
@@ -149,10 +150,15 @@ fn an_int8_export_serves_close_to_its_f32_twin() {
             reference[*r as usize]
         );
     }
-    let same = q
+    let shared: Vec<(f64, f64)> = q
         .iter()
-        .filter(|(r, _)| f.iter().any(|(x, _)| x == r))
-        .count();
+        .filter_map(|(r, s)| f.iter().find(|(x, _)| x == r).map(|(_, fs)| (*s, *fs)))
+        .collect();
+    assert!(
+        shared.iter().any(|(s, fs)| s != fs),
+        "the int8 bundle served the f32 scores exactly: its weights were not quantised"
+    );
+    let same = shared.len();
     assert!(
         same >= 8,
         "only {same} of the f32 top 10 (score spread {spread})"

@@ -223,19 +223,18 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
         ModelWeights::Ease(_) => Vec::new(),
     };
     let mut bundles = BTreeMap::new();
+    let meta = |m: &ModelResult, distillation| BundleMeta {
+        data: &data,
+        split: &main.split,
+        split_protocol: SPLIT_PROTOCOL,
+        max_history: config.max_history,
+        test_metrics: m.test.clone(),
+        distillation,
+    };
+    let student = find(&main_result.models, &main.ratios.kd_student);
+    let two_tower = (config.student_format == StudentFormat::TwoTower).then_some(&engine_params);
     if !config.no_export {
         phases.time("export bundles", || {
-            let meta = |m: &ModelResult, distillation| BundleMeta {
-                data: &data,
-                split: &main.split,
-                split_protocol: SPLIT_PROTOCOL,
-                max_history: config.max_history,
-                test_metrics: m.test.clone(),
-                distillation,
-            };
-            let student = find(&main_result.models, &main.ratios.kd_student);
-            let two_tower =
-                (config.student_format == StudentFormat::TwoTower).then_some(&engine_params);
             let s = export::write(
                 &config.models,
                 &name,
@@ -246,19 +245,6 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
                 Precision::F32,
             )?;
             bundles.insert("student".to_string(), s.clone());
-            // The same student with int8 weights, as its own model next to the f32 one.
-            if two_tower.is_some() {
-                let q = export::write(
-                    &config.models,
-                    &int8_name,
-                    Role::Student,
-                    &exported[&main.ratios.kd_student],
-                    &meta(student, Some(student.settings.clone())),
-                    two_tower,
-                    Precision::Int8,
-                )?;
-                bundles.insert("student-int8".to_string(), q);
-            }
             // An external teacher is already a bundle: it is named, not copied. The ensemble
             // exists only as KD targets, so the best teacher with a graph is exported instead.
             let t = match external.filter(|_| main.ratios.teacher == EXTERNAL) {
@@ -285,15 +271,53 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
             Ok(())
         })?;
     }
-    drop(exported);
-    let quantised = match (bundles.get("student"), bundles.get("student-int8")) {
-        (Some(f), Some(q)) => {
-            Some(phases.time("int8 export vs f32 (bundles read back)", || {
-                quantised::compare(f, q, &data, &main.split, config.latency_iters)
-            })?)
-        }
+    // The same student with int8 weights, as its own model next to the f32 one. It is written
+    // to a scratch repository first and published only once it passes the parity check (a
+    // server polling the repository would otherwise take a failing bundle live), with the
+    // metrics measured on it in its manifest.
+    let quantised = match (bundles.get("student").cloned(), two_tower) {
+        (Some(f32_dir), Some(_)) => Some(phases.time(
+            "int8 export: candidate vs f32 (bundles read back), then publish",
+            || {
+                let model = &exported[&main.ratios.kd_student];
+                let settings = Some(student.settings.clone());
+                let scratch = run_dir.join("int8-candidate");
+                let candidate = export::write(
+                    &scratch,
+                    &int8_name,
+                    Role::Student,
+                    model,
+                    &meta(student, settings.clone()),
+                    two_tower,
+                    Precision::Int8,
+                )?;
+                let mut q = quantised::compare(
+                    &f32_dir,
+                    &candidate,
+                    &data,
+                    &main.split,
+                    config.latency_iters,
+                )?;
+                let mut m = meta(student, settings);
+                m.test_metrics = q.rows[1].test.clone();
+                let published = export::write(
+                    &config.models,
+                    &int8_name,
+                    Role::Student,
+                    model,
+                    &m,
+                    two_tower,
+                    Precision::Int8,
+                )?;
+                std::fs::remove_dir_all(&scratch).map_err(|e| TrainError::io(&scratch, e))?;
+                q.rows[1].bundle = published.clone();
+                bundles.insert("student-int8".to_string(), published);
+                Ok(q)
+            },
+        )?),
         _ => None,
     };
+    drop(exported);
 
     let mut extra = Vec::new();
     if !config.extra_seeds.is_empty() {
