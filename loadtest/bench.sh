@@ -21,7 +21,7 @@
 # (closed-loop wrk column, default 32), REPORT (where the Markdown report goes, default
 # BENCHMARKS.md: point it elsewhere for QUICK runs), QUICK=1 (short runs, for checking the
 # script), SECTIONS (space-separated subset of
-# "trained large engines naive floor python swap wrk protobuf workers", default all: re-measures only those targets
+# "trained large engines naive floor python swap wrk protobuf workers ratios", default all: re-measures only those targets
 # in the same OUT and rewrites $REPORT from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
@@ -408,6 +408,47 @@ if want workers; then
             stop_server
         done
     done
+fi
+
+if want ratios; then
+    # The 1,682-item closed-loop ratios of issue 13 (student vs the naive server and the Python
+    # peer, with the HTTP floor), in three rounds whose target order rotates, each target freshly
+    # started: a host that slows down mid-run moves every target, not only the last one.
+    # Summary (per-round req/s, median ratios): $OUT/ratios.md.
+    log "alternated closed-loop ratios at 1,682 items"
+    want python || venv
+    repo=$(single_model_repo student "$MODELS/$STUDENT")
+    orders=("floor student naive python" "python naive student floor" "student python floor naive")
+    for round in 1 2 3; do
+        for t in ${orders[$((round - 1))]}; do
+            case $t in
+                floor) start_floor ;;
+                student) start_distilrec "$repo" "$STUDENT" ;;
+                naive) start_naive "$student_v1_bundle" naive ;;
+                python) start_python "$student_v1_bundle" ;;
+            esac
+            DURATION=1 wrk_run /dev/null 1682 "$WRK_CONNECTIONS" # warm-up
+            wrk_run "$OUT/ratios-$t-$round.wrk.txt" 1682 "$WRK_CONNECTIONS"
+            stop_server
+        done
+    done
+    python3 - "$OUT" >"$OUT/ratios.md" <<'PY'
+import re, statistics, sys
+out = sys.argv[1]
+rps = lambda t, r: float(re.search(r"Requests/sec:\s*([\d.]+)", open(f"{out}/ratios-{t}-{r}.wrk.txt").read()).group(1))
+targets = ["floor", "student", "naive", "python"]
+runs = {t: [rps(t, r) for r in (1, 2, 3)] for t in targets}
+print("| round | " + " | ".join(targets) + " | student / naive | student / python |")
+print("|---|" + "--:|" * (len(targets) + 2))
+for i in range(3):
+    row = [runs[t][i] for t in targets]
+    print(f"| {i + 1} | " + " | ".join(f"{v:,.0f}" for v in row)
+          + f" | {runs['student'][i] / runs['naive'][i]:.2f}x | {runs['student'][i] / runs['python'][i]:.2f}x |")
+med = {t: statistics.median(v) for t, v in runs.items()}
+print(f"| median | " + " | ".join(f"{med[t]:,.0f}" for t in targets)
+      + f" | {med['student'] / med['naive']:.2f}x | {med['student'] / med['python']:.2f}x |")
+PY
+    cat "$OUT/ratios.md" >&2
 fi
 
 if want protobuf; then
