@@ -679,58 +679,37 @@ fn run_seed(
     })?);
 
     let student_seed = seed.wrapping_add(1);
-    // The no-KD twin of any student shape (the main one here, then the size sweep).
-    let train_plain = |spec: &MlpSpec, label: &str| -> Result<Trained, TrainError> {
-        let m = MeanMlp::new(
-            n_items,
-            spec.clone(),
-            &mut StdRng::seed_from_u64(student_seed),
-        )?;
-        let f = fit(
-            &m,
-            &split,
-            &Objective::plain(),
-            &opts,
-            student_seed,
-            &format!("{prefix}{label}"),
-        )?;
-        let (scores, _) = m.score_histories(&split.train)?;
-        trained_mlp(
-            label,
-            "student",
-            &m,
-            scores,
-            &split,
-            f,
-            serde_json::json!({
-                "spec": spec, "training": opts, "kd": null,
-            }),
-        )
-    };
-
-    let train_mlp_teacher = || -> Result<(Trained, Vec<f32>), TrainError> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let m = MeanMlp::new(n_items, teacher_spec.clone(), &mut rng)?;
+    // A model trained without KD: the MLP teacher, or the no-KD twin of any student shape (the
+    // main one, then the size sweep's). Returns its user representations too (the hidden-KD
+    // targets, when it is the teacher).
+    let train_without_kd = |job: &Untaught<'_>| -> Result<(Trained, Vec<f32>), TrainError> {
+        let (spec, seed, label, role, settings) = match job {
+            Untaught::MlpTeacher => (
+                &teacher_spec,
+                seed,
+                "teacher-mlp",
+                "teacher",
+                serde_json::json!({"spec": teacher_spec, "training": opts}),
+            ),
+            Untaught::Student(spec, label) => (
+                *spec,
+                student_seed,
+                label.as_str(),
+                "student",
+                serde_json::json!({"spec": spec, "training": opts, "kd": null}),
+            ),
+        };
+        let m = MeanMlp::new(n_items, spec.clone(), &mut StdRng::seed_from_u64(seed))?;
         let f = fit(
             &m,
             &split,
             &Objective::plain(),
             &opts,
             seed,
-            &format!("{prefix}teacher-mlp"),
+            &format!("{prefix}{label}"),
         )?;
         let (scores, reps) = m.score_histories(&split.train)?;
-        let trained = trained_mlp(
-            "teacher-mlp",
-            "teacher",
-            &m,
-            scores,
-            &split,
-            f,
-            serde_json::json!({
-                "spec": teacher_spec, "training": opts,
-            }),
-        )?;
+        let trained = trained_mlp(label, role, &m, scores, &split, f, settings)?;
         Ok((trained, reps))
     };
     // The size sweep's widths other than the main student's (whose rows it reuses).
@@ -768,17 +747,13 @@ fn run_seed(
         .time(
             &format!("{prefix}teacher: MLP ‖ students without KD (2 threads)"),
             || {
-                two_at_a_time(&untaught, |job| match job {
-                    Untaught::MlpTeacher => train_mlp_teacher().map(|(t, reps)| (t, Some(reps))),
-                    Untaught::Student(spec, label) => train_plain(spec, label).map(|t| (t, None)),
-                })
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
+                two_at_a_time(&untaught, train_without_kd)
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
             },
         )?
         .into_iter();
     let (mlp_teacher, teacher_reps) = untaught.next_back().expect("the teacher job ran");
-    let teacher_reps = teacher_reps.expect("the teacher job returns its representations");
     let (plain_student, _) = untaught.next_back().expect("the student job ran");
     let sweep_plain: Vec<Trained> = untaught.map(|(t, _)| t).collect();
     models.push(mlp_teacher);
