@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use distilrec::engine::synthetic::{clustered_items, clustered_queries};
 use distilrec::engine::{self, exclusion_list, EngineKind, EngineParams, Query};
 use distilrec::onnx::{MeanMlpWeights, ModelWeights, OnnxScorer};
-use distilrec::server::{rank, RankRequest, Scoring};
+use distilrec::serving::{rank, RankRequest, Scoring};
 
 const DIM: usize = 64;
 const CLUSTERS: usize = 256;

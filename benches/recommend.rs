@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use distilrec::bundle::{list_versions, Bundle, Role};
 use distilrec::onnx::{write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights};
-use distilrec::server::{build_scoring, rank, RankRequest, Scoring};
+use distilrec::serving::{build_scoring, rank, RankRequest, Scoring};
 
 const ML100K_ROWS: usize = 1683;
 const HISTORY_LEN: usize = 50;

@@ -10,6 +10,9 @@
 //! - [`eval`]: ranking metrics under the full-ranking protocol.
 //! - [`logging`]: log set-up for the binaries (no colours off a terminal).
 //! - [`proto`]: the protobuf wire types of `POST /recommend` (generated from `proto/`).
+//! - [`metrics`]: every Prometheus metric the server exports, registered in one place.
+//! - [`serving`]: the serving core without HTTP: loading and warming a model version, dynamic
+//!   batching on inference threads, history → top-k.
 //! - [`server`]: the HTTP server (the only module that knows axum).
 //! - `train` (feature `train`): candle training, EASE, distillation, reports.
 
@@ -18,10 +21,12 @@ pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod logging;
+pub mod metrics;
 pub mod onnx;
 mod os;
 pub mod proto;
 pub mod server;
+pub mod serving;
 pub mod topk;
 #[cfg(feature = "train")]
 pub mod train;

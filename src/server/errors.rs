@@ -8,6 +8,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::registry::RegistryError;
+use crate::serving::batcher::SubmitError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is well-formed JSON but breaks a rule (k out of range, history too long, ...).
@@ -50,49 +53,66 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Every `error_type` label, in the order of the variants: the OpenAPI document's enum. A unit
-/// test keeps it equal to what `status_and_type` returns.
-pub const ERROR_TYPES: &[&str] = &[
-    "validation",
-    "malformed_json",
-    "malformed_protobuf",
-    "unsupported_media_type",
-    "payload_too_large",
-    "unknown_user",
-    "unknown_model",
-    "unknown_version",
-    "not_ready",
-    "overloaded",
-    "timeout",
-    "unauthorized",
-    "load_failed",
-    "conflict",
-    "not_found",
-    "internal",
+/// Every `error_type` label with its status, in the order of the variants: the one list. The
+/// OpenAPI document's enum and description are generated from it ([`error_types_text`]); unit
+/// tests keep it equal to what `status_and_type` returns and check that README.md and
+/// proto/recommend.proto name no other label (README.md all of them).
+pub const ERROR_TYPES: &[(&str, StatusCode)] = &[
+    ("validation", StatusCode::UNPROCESSABLE_ENTITY),
+    ("malformed_json", StatusCode::BAD_REQUEST),
+    ("malformed_protobuf", StatusCode::BAD_REQUEST),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("unknown_user", StatusCode::NOT_FOUND),
+    ("unknown_model", StatusCode::NOT_FOUND),
+    ("unknown_version", StatusCode::NOT_FOUND),
+    ("not_ready", StatusCode::SERVICE_UNAVAILABLE),
+    ("overloaded", StatusCode::SERVICE_UNAVAILABLE),
+    ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+    ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("load_failed", StatusCode::UNPROCESSABLE_ENTITY),
+    ("conflict", StatusCode::CONFLICT),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
 ];
 
+/// The labels of [`ERROR_TYPES`] alone.
+pub fn error_type_labels() -> Vec<&'static str> {
+    ERROR_TYPES.iter().map(|(label, _)| *label).collect()
+}
+
+/// "`validation` 422, `malformed_json` 400, …": every label with its status, for documents.
+pub fn error_types_text() -> String {
+    ERROR_TYPES
+        .iter()
+        .map(|(label, status)| format!("`{label}` {}", status.as_u16()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl ApiError {
+    /// The variant's entry of [`ERROR_TYPES`].
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {
-        match self {
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            ApiError::MalformedProtobuf(_) => (StatusCode::BAD_REQUEST, "malformed_protobuf"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnknownUser(_) => (StatusCode::NOT_FOUND, "unknown_user"),
-            ApiError::UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
-            ApiError::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "unknown_version"),
-            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::LoadFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "load_failed"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
+        let i = match self {
+            ApiError::Validation(_) => 0,
+            ApiError::MalformedJson(_) => 1,
+            ApiError::MalformedProtobuf(_) => 2,
+            ApiError::UnsupportedMediaType(_) => 3,
+            ApiError::PayloadTooLarge => 4,
+            ApiError::UnknownUser(_) => 5,
+            ApiError::UnknownModel(_) => 6,
+            ApiError::UnknownVersion { .. } => 7,
+            ApiError::NotReady(_) => 8,
+            ApiError::Overloaded => 9,
+            ApiError::Timeout => 10,
+            ApiError::Unauthorized => 11,
+            ApiError::LoadFailed(_) => 12,
+            ApiError::Conflict(_) => 13,
+            ApiError::NotFound => 14,
+            ApiError::Internal(_) => 15,
+        };
+        let (label, status) = ERROR_TYPES[i];
+        (status, label)
     }
 }
 
@@ -142,6 +162,29 @@ impl IntoResponse for ApiError {
             error_type,
         });
         response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownModel(m) => ApiError::UnknownModel(m),
+            RegistryError::UnknownVersion { model, version } => {
+                ApiError::UnknownVersion { model, version }
+            }
+            e @ RegistryError::Load { .. } => ApiError::LoadFailed(e.to_string()),
+            e @ RegistryError::NoPrevious(_) => ApiError::Conflict(e.to_string()),
+            e @ RegistryError::Spawn(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Full => ApiError::Overloaded,
+            e @ SubmitError::Closed => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -207,7 +250,54 @@ mod tests {
             .iter()
             .map(|e| e.status_and_type().1)
             .collect();
-        assert_eq!(labels, ERROR_TYPES);
+        assert_eq!(labels, error_type_labels());
+    }
+
+    /// Words that look like labels (`snake_case` with an underscore, or one of the one-word
+    /// labels) in a document's error list.
+    fn named_labels(text: &str) -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .filter(|w| error_type_labels().contains(w) || (w.contains('_') && !w.starts_with('_')))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_and_the_proto_name_only_real_labels_and_the_readme_all_of_them() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("Errors are `{\"error\"")
+            .expect("README.md describes the error body");
+        let end = start + readme[start..].find("\n\n").expect("a paragraph");
+        let listed = named_labels(&readme[start..end]);
+        for label in error_type_labels() {
+            assert!(
+                listed.iter().any(|l| l == label),
+                "README.md misses `{label}`"
+            );
+        }
+        for l in listed
+            .iter()
+            .filter(|l| !["error_type", "unknown_items"].contains(&l.as_str()))
+        {
+            assert!(
+                error_type_labels().contains(&l.as_str()),
+                "README.md names `{l}`"
+            );
+        }
+        let proto = include_str!("../../proto/recommend.proto");
+        let start = proto
+            .find("// Stable label")
+            .expect("the proto documents error_type");
+        let end = start + proto[start..].find("string error_type").unwrap();
+        let named = named_labels(&proto[start..end]);
+        assert!(named.len() >= 10, "{named:?}");
+        for l in &named {
+            assert!(
+                error_type_labels().contains(&l.as_str()),
+                "recommend.proto names `{l}`"
+            );
+        }
     }
 
     #[tokio::test]

@@ -3,11 +3,10 @@
 //! - [`config`]: the `Config` (flags + env vars) and its start-up checks.
 //! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
 //!   error format; `protobuf`: protobuf bodies and content negotiation for `/recommend`.
-//! - `registry`: live version per model (hot-swap), polling, admin operations; `model`: loading
-//!   and warming one version; `rank`: history → top-k for a batch.
-//! - `batcher`: the bounded queue and dynamic batching on dedicated inference threads.
-//! - `metrics`: every Prometheus metric; `shutdown`: signal handling and draining; `listen`: the
-//!   accept loop with its connection cap and header / idle timeout.
+//! - `registry`: live version per model (hot-swap), polling, admin operations. Loading one
+//!   version, batching and ranking are the serving core ([`crate::serving`]), which knows no HTTP.
+//! - `shutdown`: signal handling and draining; `listen`: the accept loop with its connection cap
+//!   and header / idle timeout. Metrics are registered in [`crate::metrics`].
 //!
 //! # API
 //! - `POST /recommend` `{"history": [ids] | "user_id": id, "k"?: 10, "exclude"?: [ids],
@@ -49,42 +48,33 @@
 //! `admin API listening on HOST:PORT` for `--admin-addr`) and, per model version swapped in,
 //! `model version live` with `model`, `version` and `n_items` fields.
 
-mod admin;
-mod batcher;
+mod api;
+mod codec;
 pub mod config;
 mod errors;
 mod extract;
-mod floor;
-mod http;
 mod listen;
-mod metrics;
-mod model;
 mod openapi;
-mod protobuf;
-mod rank;
-mod recommend;
 mod registry;
+mod router;
+mod routes;
 mod shutdown;
+mod state;
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use batcher::{Next, Pending, State as BatchState};
+pub use crate::metrics::Metrics;
 pub use config::Config;
-pub use http::{router, AppState, Shared};
-pub use metrics::Metrics;
-pub use model::{build_scoring, LoadError};
 pub use openapi::document as openapi_document;
-pub use rank::{rank, RankRequest, Scoring};
+pub use router::router;
+pub use state::{app_state, AppState, Shared};
 
-use batcher::BatcherConfig;
 use listen::ConnLimits;
-use registry::{Registry, RegistryConfig};
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -101,33 +91,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     serve(config, listener, admin, shutdown::signal()).await
-}
-
-/// Builds the shared state: metrics and a registry with no model loaded yet.
-pub fn app_state(config: Config) -> AppState {
-    let metrics = Metrics::new();
-    let registry = Registry::new(
-        RegistryConfig {
-            repo: config.models.clone(),
-            default_model: config.default_model.clone(),
-            limits: config.bundle_limits(),
-            load_timeout: config.load_timeout(),
-            batcher: BatcherConfig {
-                max_batch_size: config.max_batch_size,
-                max_delay: config.max_queue_delay(),
-                queue_capacity: config.queue_capacity,
-                threads: config.inference_threads,
-            },
-            engine: config.engine.engine(),
-        },
-        metrics.clone(),
-    );
-    AppState::new(Shared {
-        config: Arc::new(config),
-        registry: Arc::new(registry),
-        metrics: Arc::new(metrics),
-        draining: Arc::new(AtomicBool::new(false)),
-    })
 }
 
 /// Serves on already-bound listeners until `shutdown` resolves, then drains and returns.
@@ -185,7 +148,7 @@ pub async fn serve(
             }
             Some(tokio::spawn(listen::serve(
                 l,
-                http::admin_router(state.clone()),
+                router::admin_router(state.clone()),
                 limits,
                 connections("admin"),
                 token.clone(),

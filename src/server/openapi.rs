@@ -20,8 +20,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::errors::ERROR_TYPES;
-use super::recommend::{ExternalId, RecommendRequest, RecommendResponse};
+use super::api::{ExternalId, RecommendRequest, RecommendResponse};
+use super::errors::{error_type_labels, error_types_text};
 use super::registry::{ModelDetail, ModelSummary};
 use crate::bundle::Role;
 
@@ -201,13 +201,12 @@ json_schema!(
             "error": {"type": "string", "description": "For humans; may change between versions."},
             "error_type": {
                 "type": "string",
-                "enum": ERROR_TYPES,
-                "description": "Stable label: `validation` 422 (and 405 for a wrong method), \
-                    `malformed_json` / `malformed_protobuf` 400, `unsupported_media_type` 415, \
-                    `payload_too_large` 413, \
-                    `unknown_user` / `unknown_model` / `unknown_version` / `not_found` 404, \
-                    `unauthorized` 401, `load_failed` 422, `conflict` 409, `not_ready` / \
-                    `overloaded` / `timeout` 503, `internal` 500."
+                "enum": error_type_labels(),
+                "description": format!(
+                    "Stable label with its status: {}. A wrong method for a route is \
+                     `validation` with 405.",
+                    error_types_text()
+                )
             }
         }
     })
@@ -473,7 +472,7 @@ mod tests {
             ["description"]
             .as_str()
             .expect("a description");
-        for label in ERROR_TYPES {
+        for label in error_type_labels() {
             assert!(
                 text.contains(&format!("`{label}`")),
                 "{label} missing: {text}"
@@ -532,7 +531,7 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         assert_eq!(
             schemas["ErrorBody"]["properties"]["error_type"]["enum"],
-            json!(ERROR_TYPES)
+            json!(error_type_labels())
         );
         assert_eq!(
             schemas["RecommendRequest"]["additionalProperties"],

@@ -20,10 +20,10 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::batcher::{Batcher, BatcherConfig};
-use super::metrics::Metrics;
-use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
 use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits, Role};
+use crate::metrics::Metrics;
+use crate::serving::batcher::{Batcher, BatcherConfig};
+use crate::serving::model::{load_version, LoadError, LoadSpec, LoadedModel};
 
 /// How many previously live versions are remembered for rollback.
 const ROLLBACK_DEPTH: usize = 16;

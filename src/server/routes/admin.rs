@@ -13,11 +13,11 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::errors::ApiError;
-use super::extract::{Json, ModelName};
-use super::http::AppState;
-use super::registry::RegistryError;
 use crate::bundle::parse_version;
+use crate::server::errors::ApiError;
+use crate::server::extract::{Json, ModelName};
+use crate::server::registry::RegistryError;
+use crate::server::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -65,20 +65,6 @@ fn version_of(v: &serde_json::Value) -> Result<u64, ApiError> {
         _ => None,
     };
     parsed.ok_or_else(|| ApiError::Validation("`version` must be a positive integer".into()))
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::UnknownModel(m) => ApiError::UnknownModel(m),
-            RegistryError::UnknownVersion { model, version } => {
-                ApiError::UnknownVersion { model, version }
-            }
-            e @ RegistryError::Load { .. } => ApiError::LoadFailed(e.to_string()),
-            e @ RegistryError::NoPrevious(_) => ApiError::Conflict(e.to_string()),
-            e @ RegistryError::Spawn(_) => ApiError::Internal(e.to_string()),
-        }
-    }
 }
 
 /// Runs an admin operation as its own task: a client that disconnects (or the request deadline)

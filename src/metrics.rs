@@ -1,4 +1,5 @@
-//! Every Prometheus metric the server exports, registered in one place.
+//! Every Prometheus metric the server exports, registered in one place (the HTTP layer, the
+//! registry and the batcher record into it; `GET /metrics` renders it).
 //!
 //! The registry belongs to the app state (not the process-global default registry) so several
 //! servers in one test process do not collide. Labels are low-cardinality: route *templates*,
@@ -172,24 +173,6 @@ impl Metrics {
         }
     }
 
-    /// The `method` label: the standard methods by name, anything else `other` (any token is
-    /// a valid method, so the raw value would let clients create unlimited series).
-    pub fn method_label(method: &axum::http::Method) -> &'static str {
-        use axum::http::Method;
-        match *method {
-            Method::GET => "GET",
-            Method::POST => "POST",
-            Method::PUT => "PUT",
-            Method::DELETE => "DELETE",
-            Method::HEAD => "HEAD",
-            Method::OPTIONS => "OPTIONS",
-            Method::PATCH => "PATCH",
-            Method::TRACE => "TRACE",
-            Method::CONNECT => "CONNECT",
-            _ => "other",
-        }
-    }
-
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         TextEncoder::new()
@@ -241,14 +224,6 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("distilrec_"), "{line}");
         }
-    }
-
-    #[test]
-    fn methods_map_to_a_fixed_set() {
-        use axum::http::Method;
-        assert_eq!(Metrics::method_label(&Method::POST), "POST");
-        let odd = Method::from_bytes(b"M0042X").unwrap();
-        assert_eq!(Metrics::method_label(&odd), "other");
     }
 
     #[test]

@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use super::errors::ApiError;
-use super::extract::Json;
-use super::http::AppState;
-use super::recommend::{RecommendRequest, X_INFERENCE_TIME, X_MODEL_VERSION, X_QUEUE_TIME};
+use crate::server::api::{RecommendRequest, X_INFERENCE_TIME, X_MODEL_VERSION, X_QUEUE_TIME};
+use crate::server::errors::ApiError;
+use crate::server::extract::Json;
+use crate::server::state::AppState;
 
 /// Shaped like a real answer of the student (10 items, titles, timing) so the response size and
 /// the client's parsing cost match.

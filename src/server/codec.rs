@@ -15,11 +15,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prost::Message;
 
+use super::api::{ExternalId, RecommendRequest, RecommendResponse};
 use super::errors::{ApiError, ErrorInfo};
 use super::extract::{content_type, is_json_mime, parse, read_body};
-use super::http::AppState;
-use super::recommend::{ExternalId, RecommendRequest, RecommendResponse};
 use crate::proto::v1;
+use crate::server::state::AppState;
 
 /// What protobuf answers are labelled with (either protobuf type is accepted on requests).
 pub const CONTENT_TYPE: &str = "application/x-protobuf";

@@ -1,85 +1,45 @@
-//! The HTTP surface: router, shared state, the metrics and timeout middleware, and the small
-//! read-only routes (health, readiness, models, metrics). `POST /recommend` lives in
-//! `recommend.rs`, the admin API in `admin.rs`.
+//! The router: every route, the fallbacks and the middleware shared by both listeners (metrics,
+//! protobuf error bodies, timeout, body limit). The handlers live in `routes/`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 
-use super::admin;
-use super::config::Config;
+use super::codec;
 use super::errors::ApiError;
-use super::extract::ModelName;
-use super::metrics::Metrics;
-use super::protobuf;
-use super::recommend::recommend;
-use super::registry::Registry;
-
-/// Everything handlers share: one `Arc`, because axum clones the state for every request and
-/// each reference count touched there is an atomic shared between cores (`perf` at 1,682 items
-/// under `wrk`: cloning `Metrics` by value cost ~8 % of the server's CPU, and four `Arc`s in
-/// the clone and drop of this state another ~2.4 %). Fields are reached through `Deref`.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub metrics: Arc<Metrics>,
-    /// Set when shutdown starts: readiness turns false before the listener closes.
-    pub draining: Arc<AtomicBool>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-}
+use super::routes::{self, status};
+use super::state::AppState;
 
 /// The public router. The admin routes are included only when the admin API is enabled and
 /// has no listener of its own.
 pub fn router(state: AppState) -> Router {
     let recommend_route = if state.config.http_floor {
-        post(super::floor::recommend)
+        post(routes::floor::recommend)
     } else {
-        post(recommend)
+        post(routes::recommend::recommend)
     };
     let mut app = Router::new()
         .route("/recommend", recommend_route)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{name}", get(model_detail))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/v1/models", get(status::list_models))
+        .route("/v1/models/{name}", get(status::model_detail))
+        .route("/metrics", get(status::metrics))
         .route("/openapi.json", get(super::openapi::serve));
     if state.config.admin_token.is_some() && state.config.admin_addr.is_none() {
-        app = app.merge(admin::routes(state.clone()));
+        app = app.merge(routes::admin::routes(state.clone()));
     }
     finish(app, state)
 }
 
 /// The admin-only router for `--admin-addr`.
 pub fn admin_router(state: AppState) -> Router {
-    finish(admin::routes(state.clone()), state)
+    finish(routes::admin::routes(state.clone()), state)
 }
 
 /// Layers shared by both listeners. Order (outermost first): metrics, protobuf error bodies
@@ -89,7 +49,7 @@ fn finish(app: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
-        .layer(middleware::from_fn(protobuf::error_bodies))
+        .layer(middleware::from_fn(codec::error_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -101,7 +61,7 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let method = Metrics::method_label(req.method());
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let route = route.as_deref().unwrap_or("unmatched");
     st.metrics
@@ -113,6 +73,23 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
         .with_label_values(&[route, method])
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label: the standard methods by name, anything else `other` (any token is
+/// a valid method, so the raw value would let clients create unlimited series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// Whole-request deadline. Dropping the handler future also closes its reply channel, so the
@@ -145,66 +122,10 @@ async fn method_not_allowed() -> Response {
     r
 }
 
-/// Liveness: the process answers.
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Readiness: the default model is loaded and warmed up, and no shutdown has started.
-async fn readyz(State(st): State<AppState>) -> Response {
-    if st.is_draining() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "draining"})),
-        )
-            .into_response();
-    }
-    if st.config.http_floor {
-        return axum::Json(json!({"status": "ready", "mode": "http_floor"})).into_response();
-    }
-    match st.registry.default_live() {
-        Some(m) => axum::Json(json!({"status": "ready", "model": m.name, "version": m.version}))
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "loading", "model": st.registry.default_name()})),
-        )
-            .into_response(),
-    }
-}
-
-async fn list_models(State(st): State<AppState>) -> Response {
-    axum::Json(json!({
-        "default_model": st.registry.default_name(),
-        "models": st.registry.summaries().await,
-    }))
-    .into_response()
-}
-
-async fn model_detail(
-    State(st): State<AppState>,
-    ModelName(name): ModelName,
-) -> Result<Response, ApiError> {
-    let detail = st
-        .registry
-        .detail(&name)
-        .await
-        .ok_or(ApiError::UnknownModel(name))?;
-    Ok(axum::Json(detail).into_response())
-}
-
-async fn metrics(State(st): State<AppState>) -> Response {
-    let mut r = st.metrics.render().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::config::Config;
     use axum::body::Body;
     use clap::Parser;
     use tower::ServiceExt;
@@ -214,7 +135,7 @@ mod tests {
         let mut args = vec!["distilrec", "--models", repo.path().to_str().unwrap()];
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).unwrap();
-        (repo, router(super::super::app_state(config)))
+        (repo, router(super::super::state::app_state(config)))
     }
 
     async fn call(app: &Router, req: axum::http::Request<Body>) -> (StatusCode, String) {
@@ -233,6 +154,13 @@ mod tests {
 
     fn get(path: &str) -> axum::http::Request<Body> {
         axum::http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn methods_map_to_a_fixed_set() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let odd = Method::from_bytes(b"M0042X").unwrap();
+        assert_eq!(method_label(&odd), "other");
     }
 
     #[tokio::test]

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::oneshot;
 
-use super::metrics::Metrics;
 use super::model::LoadedModel;
 use super::rank::{rank, RankRequest};
+use crate::metrics::Metrics;
 
 /// What the batching decision needs to know about a queued entry.
 pub trait Pending {
@@ -160,7 +160,7 @@ pub struct BatcherConfig {
 pub enum SubmitError {
     #[error("the queue is full")]
     Full,
-    #[error("the batcher has stopped")]
+    #[error("the batcher has stopped (its inference threads are gone)")]
     Closed,
 }
 
