@@ -1,4 +1,11 @@
-//! Top-k selection over one row of scores.
+//! Top-k selection over one row of scores: the one place it is written.
+//!
+//! - [`top_k`] / [`TopK`] serve requests: vocabulary rows, row 0 (padding) and NaN scores are
+//!   never returned, the heap compares with IEEE order.
+//! - [`top_indices`] ranks for evaluation and distillation targets: item indices (0 is an item),
+//!   a total order (`f32::total_cmp`) so every score, NaN included, has one place. Evaluation
+//!   needs that to be reproducible whatever the model outputs; the server must never return a
+//!   NaN, so the two differ exactly there.
 //!
 //! A full sort of a 100k-wide row costs 10–50× a partial selection (NOTES), and tract's `TopK`
 //! sorts the whole row, so selection happens here: one pass with a bounded min-heap. Once the heap
@@ -34,6 +41,22 @@ pub fn top_k(scores: &[f32], k: usize, excluded: &[u32]) -> Vec<(u32, f32)> {
         }
     }
     best.into_sorted()
+}
+
+/// Indices of the `k` best candidates by score, best first, by `f32::total_cmp` with ties broken
+/// by the lower index, so the result does not depend on the selection algorithm. `candidates`
+/// is reordered; fewer than `k` candidates are all returned, sorted.
+pub fn top_indices(scores: &[f32], candidates: &mut Vec<u32>, k: usize) -> Vec<u32> {
+    let better = |a: &u32, b: &u32| {
+        let (sa, sb) = (scores[*a as usize], scores[*b as usize]);
+        sb.total_cmp(&sa).then(a.cmp(b))
+    };
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k, better);
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(better);
+    candidates.clone()
 }
 
 /// Streaming top-k: rows are offered one at a time (any order) and the best k by score are
@@ -150,6 +173,36 @@ impl Eq for Ranked {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_indices_equals_a_full_sort_with_ties_signed_zeros_and_nan() {
+        use rand::{rngs::SmallRng, Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(11);
+        let special = [0.0, -0.0, f32::NAN, -f32::NAN, f32::INFINITY, 1.0, 1.0];
+        for trial in 0..200 {
+            let n = rng.random_range(1..60);
+            let scores: Vec<f32> = (0..n)
+                .map(|_| {
+                    if rng.random_bool(0.3) {
+                        special[rng.random_range(0..special.len())]
+                    } else {
+                        rng.random_range(-2i8..=2) as f32
+                    }
+                })
+                .collect();
+            let mut candidates: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.8)).collect();
+            let mut want = candidates.clone();
+            want.sort_by(|&a, &b| {
+                scores[b as usize]
+                    .total_cmp(&scores[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let k = rng.random_range(0..n + 3);
+            want.truncate(k);
+            let got = top_indices(&scores, &mut candidates, k);
+            assert_eq!(got, want, "trial {trial}: scores {scores:?}, k {k}");
+        }
+    }
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
 

@@ -20,7 +20,7 @@ pub use manifest::{
 
 use crate::engine::{ItemMatrix, DTYPE_F32, DTYPE_INT8};
 pub use read::{read_capped, read_capped_text};
-pub use vocab::{ItemVocab, UserHistories, PAD_TOKEN};
+pub use vocab::{item_row, item_rows, row_item, ItemVocab, UserHistories, PAD_TOKEN};
 
 pub const MODEL_FILE: &str = "model.onnx";
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -16,6 +16,22 @@ pub const PAD_TOKEN: &str = "[PAD]";
 const ITEMS_HEADER: &str = "row\titem_id\ttitle";
 const USERS_HEADER: &str = "user_id\thistory_rows";
 
+/// Vocabulary row of item index `item` (training data numbers items from 0; row 0 is the
+/// padding row, so item i is row i + 1). The one place that offset is written.
+pub const fn item_row(item: u32) -> u32 {
+    item + 1
+}
+
+/// Item index of vocabulary row `row` (≥ 1): the inverse of [`item_row`].
+pub const fn row_item(row: u32) -> u32 {
+    row - 1
+}
+
+/// Item indices → vocabulary rows.
+pub fn item_rows(items: &[u32]) -> Vec<u32> {
+    items.iter().map(|&i| item_row(i)).collect()
+}
+
 /// Vocabulary: row index ↔ external item id (+ optional title). Row 0 is padding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemVocab {

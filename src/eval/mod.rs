@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::data::Split;
+use crate::topk::top_indices;
 
 /// Cut-offs reported everywhere.
 pub const KS: [usize; 2] = [10, 20];
@@ -59,21 +60,6 @@ fn user_metrics(hits: &[bool], n_targets: usize, k: usize) -> [f64; 6] {
     [recall, dcg / idcg, hit, precision, f1, mrr]
 }
 
-/// Indices of the `k` best candidates by score, best first; ties broken by lower index so the
-/// result does not depend on the selection algorithm.
-pub fn top_candidates(scores: &[f32], candidates: &mut Vec<u32>, k: usize) -> Vec<u32> {
-    let better = |a: &u32, b: &u32| {
-        let (sa, sb) = (scores[*a as usize], scores[*b as usize]);
-        sb.total_cmp(&sa).then(a.cmp(b))
-    };
-    if candidates.len() > k {
-        candidates.select_nth_unstable_by(k, better);
-        candidates.truncate(k);
-    }
-    candidates.sort_unstable_by(better);
-    candidates.clone()
-}
-
 /// `scores`: row-major `[n_users, n_items]`, column i = item index i.
 pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> Metrics {
     assert_eq!(
@@ -93,7 +79,7 @@ pub fn evaluate(scores: &[f32], n_items: usize, split: &Split, stage: Stage) -> 
         for &i in excluded {
             known[i as usize] = false;
         }
-        top_candidates(row, &mut candidates, kmax)
+        top_indices(row, &mut candidates, kmax)
     })
 }
 

@@ -12,6 +12,7 @@ use super::deps::data::split::Split;
 use super::deps::eval::{evaluate_lists, Stage};
 use super::deps::onnx::{MeanMlpWeights, OnnxScorer};
 use super::TrainError;
+use crate::bundle::{item_row, item_rows, row_item};
 use crate::engine::{self, exclusion_list, EngineKind, EngineParams, Query};
 
 /// One engine's test metrics for the exported student.
@@ -42,9 +43,8 @@ pub fn evaluate(
     let encoder =
         OnnxScorer::load_encoder(&weights.to_encoder_onnx(), weights.n_rows, weights.d_last())
             .map_err(|e| runtime(&e))?;
-    let rows = |items: &[u32]| items.iter().map(|&i| i + 1).collect::<Vec<u32>>();
     // User vectors from the training histories (the protocol's input for both stages).
-    let histories: Vec<Vec<u32>> = split.train.iter().map(|h| rows(h)).collect();
+    let histories: Vec<Vec<u32>> = split.train.iter().map(|h| item_rows(h)).collect();
     let dim = weights.d_last();
     let mut users = Vec::with_capacity(histories.len() * dim);
     for chunk in histories.chunks(64) {
@@ -65,7 +65,7 @@ pub fn evaluate(
         let mut searching = 0.0f64;
         let mut searched = 0usize;
         let metrics = evaluate_lists(split, n_items, Stage::Test, |u, excluded, kmax| {
-            let ex = exclusion_list(excluded.iter().map(|&i| i + 1));
+            let ex = exclusion_list(excluded.iter().map(|&i| item_row(i)));
             let query = Query {
                 k: kmax,
                 exclude: &ex,
@@ -74,7 +74,7 @@ pub fn evaluate(
             let found = engine.search(&users[u * dim..(u + 1) * dim], &[query]);
             searching += t.elapsed().as_secs_f64();
             searched += 1;
-            found[0].iter().map(|&(row, _)| row - 1).collect()
+            found[0].iter().map(|&(row, _)| row_item(row)).collect()
         });
         let exact = out
             .first()

@@ -16,7 +16,7 @@ use super::deps::onnx::{ModelWeights, OnnxScorer, Precision};
 use super::report::Parity;
 use super::TrainError;
 use crate::bundle::{
-    write_bundle_with, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
+    item_rows, write_bundle_with, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
     ITEM_MATRIX_INT8_FILE,
 };
 use crate::engine::{EngineParams, DTYPE_INT8};
@@ -43,7 +43,7 @@ impl Exported {
 
     /// Scores `[histories.len(), n_rows]` from tract, batched.
     pub fn score(&self, histories: &[Vec<u32>]) -> Result<Vec<f32>, TrainError> {
-        let rows: Vec<Vec<u32>> = histories.iter().map(|h| to_rows(h)).collect();
+        let rows: Vec<Vec<u32>> = histories.iter().map(|h| item_rows(h)).collect();
         let mut out = Vec::with_capacity(histories.len() * self.weights.n_rows());
         for chunk in rows.chunks(64) {
             let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
@@ -66,7 +66,7 @@ impl Exported {
     /// Median µs of a single-history call and of a 32-history call, over `iters` calls each,
     /// with real users' training histories (cycled).
     pub fn latency(&self, histories: &[Vec<u32>], iters: usize) -> Result<(f64, f64), TrainError> {
-        let rows: Vec<Vec<u32>> = histories.iter().map(|h| to_rows(h)).collect();
+        let rows: Vec<Vec<u32>> = histories.iter().map(|h| item_rows(h)).collect();
         time_calls(&rows, iters, |batch| {
             self.scorer
                 .score_batch(batch)
@@ -121,11 +121,6 @@ fn load_scorer(name: &str, weights: &ModelWeights, onnx: &[u8]) -> Result<OnnxSc
         model: name.to_string(),
         message: e.to_string(),
     })
-}
-
-/// Item indices → vocabulary rows.
-pub fn to_rows(items: &[u32]) -> Vec<u32> {
-    items.iter().map(|i| i + 1).collect()
 }
 
 /// Median µs of `call` on one history and on 32 histories, over `iters` calls each, cycling
@@ -265,7 +260,7 @@ pub fn write(
         .filter(|(_, h)| !h.is_empty())
         .map(|(u, h)| {
             let tail = &h[h.len().saturating_sub(meta.max_history)..];
-            (data.user_ids[u].clone(), to_rows(tail))
+            (data.user_ids[u].clone(), item_rows(tail))
         })
         .collect();
     let users = UserHistories::new(users);

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor, Var, D};
 
 use super::fit::soft_ce;
 use super::TrainError;
+use crate::topk::top_indices;
 
 /// Which distillation signal(s) a student is trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -182,8 +183,7 @@ pub fn rank_targets(
             is_seen[i as usize] = true;
         }
         candidates.retain(|&i| !is_seen[i as usize]);
-        candidates.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-        for (r, &i) in candidates.iter().take(k).enumerate() {
+        for (r, &i) in top_indices(row, &mut candidates, k).iter().enumerate() {
             t[u * n_items + i as usize] = (weights[r] / total) as f32;
         }
     }

@@ -234,7 +234,7 @@ mod tests {
         let w = m.to_weights().unwrap();
         assert_eq!(w.parameter_count(), spec.parameter_count(13));
         for (u, h) in histories.iter().enumerate() {
-            let rows: Vec<u32> = h.iter().map(|i| i + 1).collect();
+            let rows = crate::bundle::item_rows(h);
             let r = w.score_reference(&rows);
             assert_eq!(r.len(), 14);
             for i in 0..13 {

@@ -21,7 +21,7 @@ use super::report::{
     self, DatasetSummary, ModelResult, Phase, Ratios, Report, SeedResult, SweepPoint,
 };
 use super::{ease, engines, plot, quantised, Config, StudentFormat, TeacherChoice, TrainError};
-use crate::bundle::Role;
+use crate::bundle::{item_rows, Role};
 use crate::engine::EngineParams;
 
 const RATIOS: [f64; 3] = [0.8, 0.1, 0.1];
@@ -450,7 +450,7 @@ fn write_parity_sample(
             scores.extend_from_slice(&student.scores[u * n_items..(u + 1) * n_items]);
             serde_json::json!({
                 "user_id": data.user_ids[u],
-                "history_rows": export::to_rows(&run.split.train[u]),
+                "history_rows": item_rows(&run.split.train[u]),
                 "scores": scores,
             })
         })

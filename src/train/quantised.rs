@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use super::deps::data::split::Split;
 use super::deps::data::Interactions;
-use super::deps::eval::top_candidates;
 use super::export::median;
 use super::external::ExternalTeacher;
 use super::fit::evaluate_both;
 use super::TrainError;
+use crate::topk::top_indices;
 
 /// Largest allowed `max |int8 − f32|` score difference, as a fraction of the standard deviation
 /// of the f32 student's scores (over every user × item). The int8 error comes from rounding
@@ -149,7 +149,7 @@ fn top10(scores: &[f32], seen: &[u32]) -> Vec<u32> {
     let mut candidates: Vec<u32> = (0..scores.len() as u32)
         .filter(|i| !seen.contains(i))
         .collect();
-    let mut best = top_candidates(scores, &mut candidates, 10);
+    let mut best = top_indices(scores, &mut candidates, 10);
     best.sort_unstable();
     best
 }
