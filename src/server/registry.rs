@@ -9,7 +9,6 @@
 //! the poller does not retry it until its files change.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,16 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
-use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits, Role};
 use crate::metrics::Metrics;
 use crate::serving::batcher::{Batcher, BatcherConfig};
-use crate::serving::model::{load_version, LoadError, LoadSpec, LoadedModel};
+use crate::serving::control::{Control, Failure};
+use crate::serving::loader::{fingerprint, load_off_thread};
+use crate::serving::model::{LoadError, LoadSpec, LoadedModel};
 
-/// How many previously live versions are remembered for rollback.
-const ROLLBACK_DEPTH: usize = 16;
 /// Model used by default when `--default-model` is not given and it exists.
 pub const PREFERRED_DEFAULT: &str = "ml100k";
 
@@ -70,20 +68,17 @@ pub struct LoadFailure {
     pub error: String,
     /// Unix seconds.
     pub at: u64,
-    /// `None` when the files could not even be stat'ed in time: retried once they can.
-    #[serde(skip)]
-    fingerprint: Option<u64>,
 }
 
-#[derive(Debug, Default)]
-struct Control {
-    pinned: Option<u64>,
-    /// Versions that were live before the current one, most recent last.
-    previous: Vec<u64>,
-    failures: BTreeMap<u64, LoadFailure>,
-    /// A sync with the repository has completed at least once (successful or not): the default
-    /// model choice waits for this before passing over a model that has no live version.
-    synced: bool,
+impl From<&Failure> for LoadFailure {
+    fn from(f: &Failure) -> Self {
+        LoadFailure {
+            version: f.version,
+            kind: f.kind,
+            error: f.error.clone(),
+            at: f.at,
+        }
+    }
 }
 
 /// One model name: its live version, its batch queue and its load bookkeeping.
@@ -275,7 +270,7 @@ impl Registry {
     }
 
     async fn sync_versions(&self, entry: &ModelEntry) {
-        if entry.control().pinned.is_some() {
+        if entry.control().pinned().is_some() {
             return;
         }
         let versions = self.versions_on_disk(&entry.name).await;
@@ -309,12 +304,7 @@ impl Registry {
     }
 
     async fn known_bad(&self, entry: &ModelEntry, version: u64) -> bool {
-        let Some(remembered) = entry
-            .control()
-            .failures
-            .get(&version)
-            .map(|f| f.fingerprint)
-        else {
+        let Some(remembered) = entry.control().failed_fingerprint(version) else {
             return false;
         };
         let dir = self.version_dir(&entry.name, version);
@@ -343,84 +333,28 @@ impl Registry {
         version: u64,
         remember_previous: bool,
     ) -> Result<Arc<LoadedModel>, RegistryError> {
-        let dir = self.version_dir(&entry.name, version);
-        let name = entry.name.clone();
-        let spec_instances = self.metrics.model_instances.with_label_values(&[&name]);
-        let load_id = self.next_load_id.fetch_add(1, Ordering::Relaxed);
-        let warm_batch = self.config.batcher.max_batch_size;
-        let engine = self.config.engine;
-        let limits = self.config.limits;
+        let spec = LoadSpec {
+            name: entry.name.clone(),
+            load_id: self.next_load_id.fetch_add(1, Ordering::Relaxed),
+            warm_batch: self.config.batcher.max_batch_size,
+            instances: self
+                .metrics
+                .model_instances
+                .with_label_values(&[&entry.name]),
+            engine: self.config.engine,
+            limits: self.config.limits,
+        };
         let start = Instant::now();
         tracing::info!(model = %entry.name, version, "loading model version");
-        let fingerprint_dir = dir.clone();
-        let (print_tx, mut print_rx) = oneshot::channel::<u64>();
-        let work = run_low_priority(move || {
-            // Taken before reading so a write racing with the load changes it and gets a retry;
-            // sent ahead of the load so a panic or a timeout is remembered against it too.
-            let _ = print_tx.send(fingerprint(&fingerprint_dir));
-            let spec = LoadSpec {
-                name: &name,
-                load_id,
-                warm_batch,
-                instances: spec_instances,
-                engine,
-                limits,
-            };
-            load_version(&dir, spec)
-        });
-        // A load stuck in a read (hung NFS) keeps its thread, but no longer the poller or the
-        // load lock: it is refused like any other failure and not retried until files change.
-        let deadline = self.config.load_timeout;
-        let result = match tokio::time::timeout(deadline, work).await {
-            Ok(Some(result)) => result,
-            Ok(None) => Err(LoadError::Panic),
-            Err(_) => Err(LoadError::Timeout(deadline)),
-        };
-        // After a timeout the thread may still be stuck taking it (a hung stat): wait only briefly.
-        let print = match print_rx.try_recv() {
-            Ok(p) => Some(p),
-            Err(_) => tokio::time::timeout(Duration::from_secs(1), print_rx)
-                .await
-                .ok()
-                .and_then(Result::ok),
-        };
+        let dir = self.version_dir(&entry.name, version);
+        let attempt = load_off_thread(dir, spec, self.config.load_timeout).await;
         let elapsed = start.elapsed();
         self.metrics
             .reload_duration
             .with_label_values(&[&entry.name])
             .observe(elapsed.as_secs_f64());
-        match result {
-            Ok(model) => {
-                self.metrics
-                    .model_load
-                    .with_label_values(&[&entry.name, "ok"])
-                    .inc();
-                let model = Arc::new(model);
-                let old = entry.live.swap(Some(Arc::clone(&model)));
-                let old_version = old.as_ref().map(|m| m.version);
-                self.metrics.set_live(&entry.name, old_version, version);
-                {
-                    let mut c = entry.control();
-                    c.failures.remove(&version);
-                    if let (true, Some(v)) = (remember_previous, old_version) {
-                        if v != version {
-                            c.previous.push(v);
-                            let excess = c.previous.len().saturating_sub(ROLLBACK_DEPTH);
-                            c.previous.drain(..excess);
-                        }
-                    }
-                }
-                tracing::info!(
-                    model = %entry.name,
-                    version,
-                    previous = ?old_version,
-                    n_items = model.manifest.n_rows - 1,
-                    role = ?model.manifest.role,
-                    load_ms = elapsed.as_secs_f64() * 1e3,
-                    "model version live"
-                );
-                Ok(model)
-            }
+        match attempt.result {
+            Ok(model) => Ok(self.swap_in(entry, model, remember_previous, elapsed)),
             Err(source) => {
                 let kind = source.kind();
                 self.metrics
@@ -428,18 +362,13 @@ impl Registry {
                     .with_label_values(&[&entry.name, kind])
                     .inc();
                 tracing::error!(model = %entry.name, version, kind, error = %source, "model version refused; the previous version keeps serving");
-                let at = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let failure = LoadFailure {
+                entry.control().failed(Failure {
                     version,
                     kind,
                     error: self.redact(&source.to_string()),
-                    at,
-                    fingerprint: print,
-                };
-                entry.control().failures.insert(version, failure);
+                    at: unix_now(),
+                    fingerprint: attempt.fingerprint,
+                });
                 Err(RegistryError::Load {
                     model: entry.name.clone(),
                     version,
@@ -447,6 +376,38 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// Makes a loaded version live (the old one is freed when its last request ends).
+    fn swap_in(
+        &self,
+        entry: &ModelEntry,
+        model: LoadedModel,
+        remember_previous: bool,
+        elapsed: Duration,
+    ) -> Arc<LoadedModel> {
+        self.metrics
+            .model_load
+            .with_label_values(&[&entry.name, "ok"])
+            .inc();
+        let model = Arc::new(model);
+        let version = model.version;
+        let old = entry.live.swap(Some(Arc::clone(&model)));
+        let old_version = old.as_ref().map(|m| m.version);
+        self.metrics.set_live(&entry.name, old_version, version);
+        entry
+            .control()
+            .went_live(version, old_version, remember_previous);
+        tracing::info!(
+            model = %entry.name,
+            version,
+            previous = ?old_version,
+            n_items = model.manifest.n_rows - 1,
+            role = ?model.manifest.role,
+            load_ms = elapsed.as_secs_f64() * 1e3,
+            "model version live"
+        );
+        model
     }
 
     /// Error messages name files; show them relative to the repository.
@@ -468,7 +429,7 @@ impl Registry {
         if entry.live_version() != Some(version) {
             self.load_and_swap(&entry, version, true).await?;
         }
-        entry.control().pinned = Some(version);
+        entry.control().pin(version);
         tracing::info!(model = %name, version, "model pinned");
         Ok(version)
     }
@@ -480,34 +441,13 @@ impl Registry {
         let _lock = entry.load_lock.lock().await;
         let on_disk = self.versions_on_disk(name).await;
         let live = entry.live_version();
-        // Chosen without changing the history: a rollback that fails to load (or times out)
-        // leaves it as it was, so it can be retried.
-        let from_history = entry
-            .control()
-            .previous
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|&(_, &v)| Some(v) != live && on_disk.contains(&v))
-            .map(|(i, &v)| (v, Some(i)));
-        let target = from_history.or_else(|| {
-            on_disk
-                .iter()
-                .rev()
-                .find(|&&v| live.is_some_and(|l| v < l))
-                .map(|&v| (v, None))
-        });
-        let Some((version, index)) = target else {
+        let target = entry.control().rollback_target(live, &on_disk);
+        let Some(target) = target else {
             return Err(RegistryError::NoPrevious(name.to_string()));
         };
+        let version = target.version;
         self.load_and_swap(&entry, version, false).await?;
-        let mut c = entry.control();
-        if let Some(i) = index {
-            // The target and the entries after it (skipped: gone from disk or live) are used up.
-            c.previous.truncate(i);
-        }
-        c.pinned = Some(version);
-        drop(c);
+        entry.control().rolled_back(target);
         tracing::info!(model = %name, version, "model rolled back and pinned");
         Ok(version)
     }
@@ -518,7 +458,7 @@ impl Registry {
         // Under the load lock: an admin load still running would otherwise pin its version
         // after this unpin and silently undo it.
         let _lock = entry.load_lock.lock().await;
-        entry.control().pinned = None;
+        entry.control().unpin();
         tracing::info!(model = %name, "model unpinned");
         self.sync_locked(&entry).await;
         Ok(entry.live_version())
@@ -574,10 +514,10 @@ impl Registry {
             name: entry.name.clone(),
             default: self.default_name() == Some(name),
             live,
-            pinned: c.pinned,
+            pinned: c.pinned(),
             versions,
-            previous: c.previous.clone(),
-            load_failures: c.failures.values().cloned().collect(),
+            previous: c.previous().to_vec(),
+            load_failures: c.failures().map(LoadFailure::from).collect(),
         })
     }
 }
@@ -624,70 +564,10 @@ pub struct ModelDetail {
     pub load_failures: Vec<LoadFailure>,
 }
 
-/// Size and mtime of a version directory and its files: changes when the bundle is rewritten,
-/// which is when a refused version deserves another try.
-fn fingerprint(dir: &Path) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let stamp = |p: &Path, h: &mut std::collections::hash_map::DefaultHasher| {
-        if let Ok(m) = std::fs::metadata(p) {
-            m.len().hash(h);
-            m.modified().ok().hash(h);
-        }
-    };
-    stamp(dir, &mut h);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in &files {
-        f.hash(&mut h);
-        stamp(f, &mut h);
-    }
-    h.finish()
-}
-
-/// Runs a model load on its own thread at a lower CPU priority (nice 10 on Linux) and waits for
-/// it without blocking an async worker. Parsing, optimising and warming a model is a burst of
-/// CPU; at nice 0 it competes with the inference threads and the request path and shows up as a
-/// latency spike while a version is swapped in (loadtest/bench.sh measures that window).
-/// `None` if the load panicked.
-async fn run_low_priority<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("model-load".into())
-        .spawn(move || {
-            crate::os::lower_this_threads_priority();
-            // A panic drops `tx`, which the receiver reports as `None`.
-            let _ = tx.send(work());
-        });
-    match spawned {
-        Ok(_) => rx.await.ok(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a model-load thread");
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_changes_when_a_file_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("model.onnx"), b"abc").unwrap();
-        let a = fingerprint(dir.path());
-        assert_eq!(a, fingerprint(dir.path()));
-        std::fs::write(dir.path().join("model.onnx"), b"abcd").unwrap();
-        assert_ne!(a, fingerprint(dir.path()));
-        let b = fingerprint(dir.path());
-        std::fs::write(dir.path().join("items.tsv"), b"x").unwrap();
-        assert_ne!(b, fingerprint(dir.path()));
-    }
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

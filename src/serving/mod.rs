@@ -6,8 +6,13 @@
 //! - [`batcher`]: the bounded per-model queue and dynamic batching on dedicated inference
 //!   threads; the batching decision is the pure [`batcher::State`].
 //! - [`rank`]: history → top-k for a batch, the whole compute of a recommend request.
+//! - [`loader`]: one load off the request path (low-priority thread, deadline, fingerprint of
+//!   the files it read); [`control`]: pin / rollback history / remembered failures of one model
+//!   as plain data.
 
 pub mod batcher;
+pub mod control;
+pub mod loader;
 pub mod model;
 pub mod rank;
 

@@ -76,8 +76,8 @@ impl LoadError {
 }
 
 /// What a load needs besides the directory.
-pub struct LoadSpec<'a> {
-    pub name: &'a str,
+pub struct LoadSpec {
+    pub name: String,
     pub load_id: u64,
     /// Largest batch the warm-up runs (the batcher's maximum, capped by memory).
     pub warm_batch: usize,
@@ -88,7 +88,7 @@ pub struct LoadSpec<'a> {
 }
 
 /// Reads, checks, loads and warms up the bundle in `dir`.
-pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadError> {
+pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError> {
     let Bundle {
         manifest,
         items,
@@ -99,7 +99,7 @@ pub fn load_version(dir: &Path, spec: LoadSpec<'_>) -> Result<LoadedModel, LoadE
     } = Bundle::load_with(dir, &spec.limits)?;
     if manifest.name != spec.name {
         return Err(LoadError::WrongModel {
-            expected: spec.name.to_string(),
+            expected: spec.name.clone(),
             found: manifest.name,
         });
     }

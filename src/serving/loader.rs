@@ -1,0 +1,117 @@
+//! Loading one version off the request path: on its own thread at a lower CPU priority, under a
+//! deadline, with a fingerprint of the version's files taken before they are read (so a failed
+//! load is remembered against exactly the files it saw).
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
+
+/// One attempt at loading a version.
+pub struct Attempt {
+    pub result: Result<LoadedModel, LoadError>,
+    /// The files' fingerprint before reading; `None` if even the stat did not finish in time.
+    pub fingerprint: Option<u64>,
+}
+
+/// Loads the bundle in `dir` with [`load_version`] on a low-priority thread. A load stuck in a
+/// read (hung NFS) keeps its thread but not the caller: after `deadline` the attempt is a
+/// [`LoadError::Timeout`], and a panic is a [`LoadError::Panic`].
+pub async fn load_off_thread(dir: PathBuf, spec: LoadSpec, deadline: Duration) -> Attempt {
+    let fingerprint_dir = dir.clone();
+    let (print_tx, mut print_rx) = oneshot::channel::<u64>();
+    let work = run_low_priority(move || {
+        // Taken before reading so a write racing with the load changes it and gets a retry;
+        // sent ahead of the load so a panic or a timeout is remembered against it too.
+        let _ = print_tx.send(fingerprint(&fingerprint_dir));
+        load_version(&dir, spec)
+    });
+    let result = match tokio::time::timeout(deadline, work).await {
+        Ok(Some(result)) => result,
+        Ok(None) => Err(LoadError::Panic),
+        Err(_) => Err(LoadError::Timeout(deadline)),
+    };
+    // After a timeout the thread may still be stuck taking it (a hung stat): wait only briefly.
+    let fingerprint = match print_rx.try_recv() {
+        Ok(p) => Some(p),
+        Err(_) => tokio::time::timeout(Duration::from_secs(1), print_rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    Attempt {
+        result,
+        fingerprint,
+    }
+}
+
+/// Size and mtime of a version directory and its files: changes when the bundle is rewritten,
+/// which is when a refused version deserves another try.
+pub fn fingerprint(dir: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let stamp = |p: &Path, h: &mut std::collections::hash_map::DefaultHasher| {
+        if let Ok(m) = std::fs::metadata(p) {
+            m.len().hash(h);
+            m.modified().ok().hash(h);
+        }
+    };
+    stamp(dir, &mut h);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in &files {
+        f.hash(&mut h);
+        stamp(f, &mut h);
+    }
+    h.finish()
+}
+
+/// Runs a model load on its own thread at a lower CPU priority (nice 10 on Linux) and waits for
+/// it without blocking an async worker. Parsing, optimising and warming a model is a burst of
+/// CPU; at nice 0 it competes with the inference threads and the request path and shows up as a
+/// latency spike while a version is swapped in (loadtest/bench.sh measures that window).
+/// `None` if the load panicked.
+async fn run_low_priority<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("model-load".into())
+        .spawn(move || {
+            crate::os::lower_this_threads_priority();
+            // A panic drops `tx`, which the receiver reports as `None`.
+            let _ = tx.send(work());
+        });
+    match spawned {
+        Ok(_) => rx.await.ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a model-load thread");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_changes_when_a_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.onnx"), b"abc").unwrap();
+        let a = fingerprint(dir.path());
+        assert_eq!(a, fingerprint(dir.path()));
+        std::fs::write(dir.path().join("model.onnx"), b"abcd").unwrap();
+        assert_ne!(a, fingerprint(dir.path()));
+        let b = fingerprint(dir.path());
+        std::fs::write(dir.path().join("items.tsv"), b"x").unwrap();
+        assert_ne!(b, fingerprint(dir.path()));
+    }
+}
