@@ -132,7 +132,11 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
     let exported = if has_graph(&report.main.ratios.teacher) {
         report.main.ratios.teacher.clone()
     } else {
-        let teachers = report.main.models.iter().filter(|m| m.role == "teacher");
+        let teachers = report
+            .main
+            .models
+            .iter()
+            .filter(|m| m.role == distilrec::bundle::Role::Teacher);
         let best = teachers
             .filter(|m| has_graph(&m.name))
             .max_by(|a, b| a.valid["ndcg@10"].total_cmp(&b.valid["ndcg@10"]));

@@ -30,6 +30,17 @@ pub enum Role {
     Baseline,
 }
 
+impl Role {
+    /// The serialized name (`teacher`, `student`, `baseline`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Teacher => "teacher",
+            Role::Student => "student",
+            Role::Baseline => "baseline",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TensorSpec {
     pub name: String,

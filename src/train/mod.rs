@@ -16,8 +16,12 @@ mod model;
 mod pipeline;
 mod plot;
 mod progress;
+mod publish;
 mod quantised;
 mod report;
+mod students;
+mod teachers;
+mod trained;
 
 use std::path::PathBuf;
 

@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::Config;
+use crate::bundle::Role;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelResult {
     /// `popularity`, `teacher-ease`, `teacher-mlp`, `student`, `student-kd-<variant>`.
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub kind: String,
     pub description: String,
     pub parameters: u64,
@@ -36,7 +37,7 @@ impl ModelResult {
     /// A row with its identity, size and settings; metrics, timings and the ONNX columns empty.
     pub fn new(
         name: &str,
-        role: &str,
+        role: Role,
         kind: &str,
         description: String,
         parameters: u64,
@@ -44,7 +45,7 @@ impl ModelResult {
     ) -> Self {
         ModelResult {
             name: name.to_string(),
-            role: role.to_string(),
+            role,
             kind: kind.to_string(),
             description,
             parameters,
@@ -379,7 +380,7 @@ impl Report {
                 s,
                 "| `{}` | {} | {} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
                 m.name,
-                m.role,
+                m.role.as_str(),
                 m.parameters,
                 m.valid_ndcg(),
                 t("ndcg@10"),
