@@ -85,7 +85,7 @@ for p in d["panels"]:
         assert t.get("expr", "").strip(), f"panel {p['title']!r} has an empty query"
 print(f"{len(d['panels'])} panels, uid={d['uid']}")
 PYEOF
-METRICS_SRC=src/server/metrics.rs
+METRICS_SRC=src/metrics.rs
 if [[ -f $METRICS_SRC ]]; then
   "$PY" deploy/tools/check_metric_refs.py --source "$METRICS_SRC" \
     --dashboard deploy/grafana/distilrec.json --rules deploy/prometheus/rules/distilrec-recording.yml \

@@ -10,8 +10,10 @@ use clap::Parser;
 use distilrec::bundle::Bundle;
 use distilrec::train::{run, Config};
 
+mod python_support;
 mod train_support;
-use train_support::{python, synthetic_inter};
+use python_support::python;
+use train_support::synthetic_inter;
 
 fn distill_args(data: &Path, tmp: &Path, teacher: &Path) -> Config {
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -57,7 +59,12 @@ fn distill_args(data: &Path, tmp: &Path, teacher: &Path) -> Config {
 
 #[test]
 fn a_teacher_written_with_the_onnx_package_is_evaluated_and_distilled_from() {
-    let Some(py) = python() else { return };
+    let Some(py) = python(
+        "distill_external_teacher",
+        "scripts/itemknn_teacher.py (numpy + onnx)",
+    ) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("toy.inter");
     synthetic_inter(&data);

@@ -4,30 +4,17 @@
 //! Needs a Python with onnx, onnxruntime and numpy in `DISTILREC_PYTHON` (see the header of
 //! `scripts/onnx_check.py`); `DISTILREC_SKIP_PYTHON=1` skips it explicitly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use distilrec::bundle::{Bundle, Role};
+
+mod python_support;
 use distilrec::onnx::{
     bundle_scores, write_synthetic_bundle, write_synthetic_two_tower, Activation, EaseWeights,
     MeanMlpWeights, ModelWeights,
 };
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DISTILREC_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if std::env::var("DISTILREC_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("onnx_runtime_parity: SKIPPED (DISTILREC_SKIP_PYTHON=1)");
-        return None;
-    }
-    panic!(
-        "DISTILREC_PYTHON is not set. This test runs scripts/onnx_check.py with onnx + onnxruntime:\n  \
-         python3 -m venv /work/venv && /work/venv/bin/pip install onnx onnxruntime numpy\n  \
-         export DISTILREC_PYTHON=/work/venv/bin/python\n\
-         or set DISTILREC_SKIP_PYTHON=1 to skip it deliberately."
-    );
-}
+use python_support::python;
 
 fn check_bundle(python: &Path, dir: &Path, histories: &[Vec<u32>]) {
     let bundle = Bundle::load(dir).expect("synthetic bundle loads");
@@ -69,7 +56,12 @@ fn histories(n_rows: u32) -> Vec<Vec<u32>> {
 
 #[test]
 fn onnxruntime_agrees_with_tract_on_both_families() {
-    let Some(python) = python() else { return };
+    let Some(python) = python(
+        "onnx_runtime_parity",
+        "scripts/onnx_check.py with onnx + onnxruntime",
+    ) else {
+        return;
+    };
     let repo = tempfile::tempdir().unwrap();
     let mut tanh = MeanMlpWeights::random(57, 6, &[10], 4);
     tanh.activation = Activation::Tanh;
@@ -95,7 +87,12 @@ fn onnxruntime_agrees_with_tract_on_both_families() {
 /// tract's encoder + the Rust item matrix.
 #[test]
 fn onnxruntime_agrees_on_two_tower_bundles() {
-    let Some(python) = python() else { return };
+    let Some(python) = python(
+        "onnx_runtime_parity",
+        "scripts/onnx_check.py with onnx + onnxruntime",
+    ) else {
+        return;
+    };
     let repo = tempfile::tempdir().unwrap();
     for (name, w) in [
         ("tt", MeanMlpWeights::random(101, 8, &[16, 12], 5)),

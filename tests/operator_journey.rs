@@ -13,16 +13,14 @@ use std::process::Command;
 
 use distilrec::bundle::ItemVocab;
 use serde_json::json;
-use server_support::{mlp, publish, sample, wait_for, Server};
+use server_support::{mlp, publish, sample, temp_repo, wait_for, Server};
 
 #[test]
 fn distill_publishes_a_version_that_the_running_server_serves_with_the_same_scores() {
     let Some(data) = data_support::ml100k("the operator journey") else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir_all(&repo).unwrap();
+    let (root, repo) = temp_repo();
     // Version 1: a placeholder, so the server is serving before the job runs.
     assert_eq!(publish(&repo, "ml100k", &mlp(1)), 1);
     let server = Server::start(

@@ -10,20 +10,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use server_support::*;
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
-    (root, repo)
-}
-
 fn rows(ids: &[&str]) -> Vec<u32> {
     ids.iter().map(|i| row_of(i)).collect()
 }
 
 #[test]
 fn history_and_user_requests_match_the_reference_scores() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let student = mlp(1);
     let teacher = ease(2);
     publish(&repo, "ml100k", &student);
@@ -95,7 +88,7 @@ fn raw(server: &Server, content_type: Option<&str>, body: Vec<u8>) -> (u16, Valu
 
 #[test]
 fn every_bad_input_gets_its_status_and_error_type() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(
         &repo,
@@ -287,7 +280,7 @@ fn every_bad_input_gets_its_status_and_error_type() {
 
 #[test]
 fn a_stalled_body_times_out_without_blocking_others() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     // Long enough that none of the 20 normal requests meets it on a busy host.
     let server = Server::start(&repo, &["--request-timeout-ms", "3000"]);
@@ -313,7 +306,7 @@ fn a_stalled_body_times_out_without_blocking_others() {
 
 #[test]
 fn read_only_routes_and_metrics_move() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "alpha", &mlp(1));
     publish(&repo, "alpha", &mlp(2));
     publish(&repo, "beta", &ease(3));
@@ -415,7 +408,7 @@ fn read_only_routes_and_metrics_move() {
 
 #[test]
 fn a_full_queue_answers_503_overloaded_at_once() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     // A long batching window holds the first two requests in the queue.
     let server = Server::start(

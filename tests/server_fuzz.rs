@@ -31,9 +31,7 @@ struct Target {
 }
 
 fn start() -> Target {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
+    let (root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     publish(&repo, "teacher", &ease(2));
     let server = Server::start(&repo, &[]);

@@ -7,7 +7,7 @@ mod server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use distilrec::bundle::{ITEMS_FILE, MODEL_FILE, USERS_FILE};
@@ -15,40 +15,21 @@ use distilrec::onnx::{EaseWeights, ModelWeights};
 use serde_json::{json, Value};
 use server_support::*;
 
-fn setup() -> (tempfile::TempDir, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
-    (root, repo)
-}
-
-fn failures(server: &Server, model: &str) -> Vec<(u64, String)> {
-    server.get_json(&format!("/v1/models/{model}"))["load_failures"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| {
-                    (
-                        f["version"].as_u64().unwrap(),
-                        f["kind"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn wait_failure(server: &Server, model: &str, version: u64) -> String {
     let mut kind = String::new();
-    wait_for(&format!("{model} v{version} refused"), || {
-        match failures(server, model).into_iter().find(|f| f.0 == version) {
+    wait_for(
+        &format!("{model} v{version} refused"),
+        || match load_failures(server, model)
+            .into_iter()
+            .find(|f| f.0 == version)
+        {
             Some((_, k)) => {
                 kind = k;
                 true
             }
             None => false,
-        }
-    });
+        },
+    );
     kind
 }
 
@@ -79,7 +60,7 @@ fn raw_request(addr: &str, head: &str) -> String {
 // Finding 1: metric labels from the HTTP method are bounded.
 #[test]
 fn random_methods_do_not_create_metric_series() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let server = Server::start(&repo, &[]);
     let addr = server.addr();
     for i in 0..2000u32 {
@@ -113,7 +94,7 @@ fn random_methods_do_not_create_metric_series() {
 // Finding 2: bundle files are stat'ed, capped and must be regular files.
 #[test]
 fn oversized_and_special_bundle_files_are_refused() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let model_size = std::fs::metadata(repo.join("m/1").join(MODEL_FILE))
         .unwrap()
@@ -201,7 +182,7 @@ fn oversized_and_special_bundle_files_are_refused() {
 // Finding 3: header/idle timeout and a connection cap.
 #[test]
 fn stalled_connections_are_closed_and_capped() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start_env(
         &repo,
@@ -249,7 +230,7 @@ fn stalled_connections_are_closed_and_capped() {
 // Finding 4: a non-loopback admin address needs a token (or an explicit opt-out).
 #[test]
 fn public_admin_address_needs_a_token() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let repo_arg = repo.to_str().unwrap();
     let base = ["--models", repo_arg, "--addr", "127.0.0.1:0"];
     let mut args = base.to_vec();
@@ -276,7 +257,7 @@ fn public_admin_address_needs_a_token() {
 // Finding 5: a stuck read (a FIFO as model.onnx) does not freeze the other models.
 #[test]
 fn a_fifo_model_file_does_not_freeze_other_models() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish_with(
         &repo,
         "a",
@@ -301,7 +282,7 @@ fn a_fifo_model_file_does_not_freeze_other_models() {
     assert_eq!(server.live_version("b"), Some(1));
     publish(&repo, "b", &mlp(3));
     wait_for("b v2 live", || server.live_version("b") == Some(2));
-    wait_for("a refused", || !failures(&server, "a").is_empty());
+    wait_for("a refused", || !load_failures(&server, "a").is_empty());
     assert_eq!(
         server.recommend(json!({"history": ["i1"], "model": "a"})).0,
         503
@@ -311,7 +292,7 @@ fn a_fifo_model_file_does_not_freeze_other_models() {
 // Finding 5: a load past its deadline is refused (and remembered), not waited for.
 #[test]
 fn a_load_past_its_deadline_is_refused_and_not_retried() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     // Big enough that no load finishes within 1 ms.
     let big = ModelWeights::MeanMlp(distilrec::onnx::MeanMlpWeights::random(
         20_000,
@@ -334,7 +315,7 @@ fn a_load_past_its_deadline_is_refused_and_not_retried() {
 // Finding 6: a load that panics is remembered like any other refused version.
 #[test]
 fn a_panicking_load_is_not_retried() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "20"]);
     server.wait_ready();
@@ -354,7 +335,7 @@ fn a_panicking_load_is_not_retried() {
 // Finding 7: admin loads have their own deadline; a failed rollback keeps the history.
 #[test]
 fn admin_loads_outlive_the_request_timeout() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(
         &repo,
@@ -401,7 +382,7 @@ fn write_named(repo: &Path, name: &str, weights: &ModelWeights) -> u64 {
 
 #[test]
 fn a_failed_rollback_keeps_the_history() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "50", "--admin-token", TOKEN]);
     wait_for("v1 live", || server.live_version("m") == Some(1));
@@ -429,7 +410,7 @@ fn a_failed_rollback_keeps_the_history() {
 // Finding 8: a model that fails on rows the warm-up did not touch is refused at load.
 #[test]
 fn a_model_failing_on_its_last_row_is_refused_at_load() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "50"]);
     server.wait_ready();
@@ -443,7 +424,7 @@ fn a_model_failing_on_its_last_row_is_refused_at_load() {
 // Finding 9: checksums of items.tsv / users.tsv.
 #[test]
 fn tampered_items_or_users_files_are_refused() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "50"]);
     server.wait_ready();
@@ -474,7 +455,7 @@ fn tampered_items_or_users_files_are_refused() {
 // Finding 9: stored user histories are capped at --max-history (the most recent rows).
 #[test]
 fn stored_histories_are_capped_at_max_history() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let w = mlp(1);
     publish_with(
         &repo,
@@ -520,7 +501,7 @@ fn stored_histories_are_capped_at_max_history() {
 // Finding 9: repository scan errors are logged and counted.
 #[test]
 fn repository_scan_errors_are_logged_and_counted() {
-    let (root, repo) = setup();
+    let (root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "50"]);
     server.wait_ready();
@@ -540,7 +521,7 @@ fn repository_scan_errors_are_logged_and_counted() {
 // Finding 9: unpin takes the load lock, so an unpin sent during a load is not overwritten.
 #[test]
 fn unpin_during_an_admin_load_is_not_lost() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     let server = Server::start(&repo, &["--poll-interval-ms", "0", "--admin-token", TOKEN]);
     wait_for("v1 live", || server.live_version("m") == Some(1));
@@ -587,7 +568,7 @@ fn unpin_during_an_admin_load_is_not_lost() {
 // Finding 9: a non-finite score is never sent as `"score": null`.
 #[test]
 fn non_finite_scores_are_never_sent() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let mut w = EaseWeights::random(N_ROWS, 7);
     // Together, rows 150 and 151 overflow f32 in the score of item 5.
     w.b[150 * N_ROWS + 5] = 3e38;
@@ -608,7 +589,7 @@ fn non_finite_scores_are_never_sent() {
 // Finding 9: a broken first model (by name) does not leave the server never-ready.
 #[test]
 fn a_broken_first_model_does_not_block_readiness() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish_with(&repo, "aaa", |s| write_truncated(s, "aaa"), |_| {});
     publish(&repo, "bbb", &mlp(1));
     let server = Server::start(&repo, &[]);
@@ -620,7 +601,7 @@ fn a_broken_first_model_does_not_block_readiness() {
 // Finding 9: an undecodable path segment gets the JSON error body.
 #[test]
 fn undecodable_model_names_get_the_json_error_body() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let server = Server::start(&repo, &["--admin-token", TOKEN]);
     let r = server
         .http
@@ -682,7 +663,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(distill_logs.contains("INFO"), "{distill_logs}");
     assert!(!distill_logs.contains('\u{1b}'), "{distill_logs:?}");
 
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &[]);
     server.wait_ready();

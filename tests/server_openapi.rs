@@ -91,9 +91,7 @@ impl Checker<'_> {
 
 #[test]
 fn the_server_serves_the_committed_document_and_answers_by_it() {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &["--admin-token", TOKEN]);
     server.wait_ready();

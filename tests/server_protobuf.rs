@@ -4,28 +4,23 @@
 //! `examples/` (needs `DISTILREC_PYTHON` with the `protobuf` package, see scripts/setup.sh;
 //! `DISTILREC_SKIP_PYTHON=1` skips that part explicitly).
 
+mod python_support;
 mod server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use distilrec::proto::v1;
 use prost::Message;
+use python_support::python;
 use serde_json::{json, Value};
 use server_support::*;
 
 const PB: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
-
-fn setup() -> (tempfile::TempDir, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
-    (root, repo)
-}
 
 struct Answer {
     status: u16,
@@ -121,7 +116,7 @@ fn assert_same_items(proto: &v1::RecommendResponse, json: &Value) {
 
 #[test]
 fn protobuf_round_trip_matches_json_and_the_reference() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let student = mlp(1);
     let teacher = ease(2);
     publish(&repo, "ml100k", &student);
@@ -191,7 +186,7 @@ fn protobuf_round_trip_matches_json_and_the_reference() {
 
 #[test]
 fn every_bad_input_is_rejected_as_the_json_path_rejects_it() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(
         &repo,
@@ -429,7 +424,7 @@ fn every_bad_input_is_rejected_as_the_json_path_rejects_it() {
 
 #[test]
 fn a_stalled_protobuf_body_times_out_with_a_protobuf_error() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &["--request-timeout-ms", "300"]);
     server.wait_ready();
@@ -475,7 +470,7 @@ fn a_stalled_protobuf_body_times_out_with_a_protobuf_error() {
 
 #[test]
 fn content_negotiation() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &[]);
     server.wait_ready();
@@ -528,22 +523,6 @@ fn content_negotiation() {
     }
 }
 
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DISTILREC_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if std::env::var("DISTILREC_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("python client test: SKIPPED (DISTILREC_SKIP_PYTHON=1)");
-        return None;
-    }
-    panic!(
-        "DISTILREC_PYTHON is not set. This test runs examples/python_client.py, which needs the \
-         `protobuf` package (scripts/setup.sh installs it into .venv):\n  \
-         export DISTILREC_PYTHON=$PWD/.venv/bin/python\n\
-         or set DISTILREC_SKIP_PYTHON=1 to skip it deliberately."
-    );
-}
-
 fn run_example(python: &Path, args: &[&str]) -> (bool, String, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(python)
@@ -560,7 +539,7 @@ fn run_example(python: &Path, args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn the_python_client_and_curl_examples_work() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "ml100k", &mlp(1));
     let server = Server::start(&repo, &[]);
     server.wait_ready();
@@ -581,7 +560,12 @@ fn the_python_client_and_curl_examples_work() {
     );
     assert!(stdout.contains("\"unknown_user\""), "{stdout}");
 
-    let Some(python) = python() else { return };
+    let Some(python) = python(
+        "python client test",
+        "examples/python_client.py (the `protobuf` package)",
+    ) else {
+        return;
+    };
     let (ok, stdout, stderr) = run_example(
         &python,
         &[

@@ -10,9 +10,7 @@ use server_support::*;
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     // A long batching window keeps the requests queued (in flight) when the signal arrives,
     // however slowly the five clients start on a busy host.

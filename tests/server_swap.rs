@@ -11,13 +11,6 @@ use distilrec::onnx::write_synthetic_bundle;
 use serde_json::{json, Value};
 use server_support::*;
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
-    (root, repo)
-}
-
 const HISTORY: [u32; 3] = [4, 8, 15];
 
 fn ask(server: &Server) -> (u64, Value) {
@@ -29,23 +22,9 @@ fn ask(server: &Server) -> (u64, Value) {
     (version, body)
 }
 
-fn failures(server: &Server, model: &str) -> Vec<(u64, String)> {
-    server.get_json(&format!("/v1/models/{model}"))["load_failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["version"].as_u64().unwrap(),
-                f["kind"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn polling_picks_up_new_versions_and_refuses_corrupt_ones() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let v1 = mlp(1);
     publish(&repo, "m", &v1);
     let server = Server::start(&repo, &["--poll-interval-ms", "50"]);
@@ -115,9 +94,9 @@ fn polling_picks_up_new_versions_and_refuses_corrupt_ones() {
     let bad_versions: Vec<u64> = corrupt.iter().map(|c| c.1).collect();
     assert_eq!(bad_versions, vec![3, 4, 5, 6]);
     wait_for("all corrupt versions refused", || {
-        failures(&server, "m").len() == 4
+        load_failures(&server, "m").len() == 4
     });
-    let seen = failures(&server, "m");
+    let seen = load_failures(&server, "m");
     for (kinds, version) in &corrupt {
         let (_, got) = seen.iter().find(|(v, _)| v == version).unwrap();
         assert!(
@@ -159,7 +138,7 @@ fn polling_picks_up_new_versions_and_refuses_corrupt_ones() {
 
 #[test]
 fn admin_api_loads_pins_rolls_back_and_unpins() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let weights = [mlp(1), mlp(2), mlp(3)];
     for w in &weights {
         publish(&repo, "m", w);
@@ -260,7 +239,7 @@ fn admin_api_loads_pins_rolls_back_and_unpins() {
 
 #[test]
 fn admin_api_on_its_own_address() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     publish(&repo, "m", &mlp(1));
     publish(&repo, "m", &mlp(2));
     let server = Server::start(&repo, &["--admin-addr", "127.0.0.1:0"]);
@@ -280,7 +259,7 @@ fn admin_api_on_its_own_address() {
 
 #[test]
 fn swapping_under_load_fails_no_request() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let weights = Arc::new([mlp(1), mlp(2)]);
     for w in weights.iter() {
         publish(&repo, "m", w);

@@ -15,13 +15,6 @@ use distilrec::onnx::{
 use serde_json::{json, Value};
 use server_support::*;
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let repo = root.path().join("models");
-    std::fs::create_dir(&repo).unwrap();
-    (root, repo)
-}
-
 /// A student of the test size with a clustered item side.
 fn student(seed: u64) -> MeanMlpWeights {
     let mut w = MeanMlpWeights::random(N_ROWS, 8, &[16], seed);
@@ -71,7 +64,7 @@ fn excluded() -> Vec<u32> {
 
 #[test]
 fn every_engine_serves_the_reference_ranking() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let w = student(1);
     for kind in EngineKind::ALL {
         publish_tt(&repo, &format!("tt-{kind}"), &w, Some(kind));
@@ -102,7 +95,7 @@ fn every_engine_serves_the_reference_ranking() {
 
 #[test]
 fn an_int8_export_serves_close_to_its_f32_twin() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let w = student(3);
     publish_tt(&repo, "tt-f32", &w, None);
     let int8_dir = write_synthetic_two_tower_as(
@@ -192,7 +185,7 @@ fn assert_near_reference(items: &Value, weights: &ModelWeights, k: usize, min_re
 
 #[test]
 fn the_engine_flag_overrides_the_manifest() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     // No `serving` section: `ann` on 199 items scans them exactly (below `full_scan_below`).
     publish_tt(&repo, "tt", &student(2), None);
     let server = Server::start(&repo, &["--engine", "ann"]);
@@ -211,7 +204,7 @@ fn the_engine_flag_overrides_the_manifest() {
 
 #[test]
 fn a_damaged_item_matrix_is_refused_and_the_old_version_keeps_serving() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let w1 = student(3);
     publish_tt(&repo, "tt", &w1, None);
     let server = Server::start(&repo, &["--poll-interval-ms", "100"]);
@@ -280,7 +273,7 @@ fn a_damaged_item_matrix_is_refused_and_the_old_version_keeps_serving() {
 
 #[test]
 fn a_format_one_model_swaps_to_a_two_tower_version() {
-    let (_root, repo) = setup();
+    let (_root, repo) = temp_repo();
     let w1 = student(6);
     publish(&repo, "m", &ModelWeights::MeanMlp(w1.clone()));
     let server = Server::start(&repo, &["--poll-interval-ms", "100"]);

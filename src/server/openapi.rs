@@ -2,7 +2,7 @@
 //! `proto/openapi.json` (a test fails when the two differ).
 //!
 //! Request and response bodies come from the handlers' own types (`ToSchema` derives in
-//! `recommend.rs` and `registry.rs`). Bodies that handlers build with `json!` and the few types
+//! `api.rs` and `registry.rs`). Bodies that handlers build with `json!` and the few types
 //! with hand-written serde get hand-written schemas here; the end-to-end test validates real
 //! responses against the document, so these cannot silently disagree with the server. The
 //! operations are described on stubs in this module rather than on the handlers, so the whole
@@ -83,7 +83,7 @@ pub fn document() -> &'static str {
 }
 
 /// `POST /recommend` also takes and returns protobuf (`proto/recommend.proto`, see
-/// `protobuf.rs`): every JSON body of the operation gets an `application/x-protobuf` twin naming
+/// `codec.rs`): every JSON body of the operation gets an `application/x-protobuf` twin naming
 /// its message. Patched on the JSON because utoipa's path macro describes one schema per type.
 fn add_protobuf_bodies(operation: &mut Value) {
     const PROTOBUF: &str = "application/x-protobuf";

@@ -433,3 +433,30 @@ pub fn assert_matches_reference(
         }
     }
 }
+
+/// A temporary directory holding an empty model repository `models/` (keep the `TempDir`
+/// alive for as long as the repository is used).
+pub fn temp_repo() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("models");
+    std::fs::create_dir(&repo).unwrap();
+    (root, repo)
+}
+
+/// The `(version, kind)` of every remembered load failure of `model` (none when the model is
+/// not listed).
+pub fn load_failures(server: &Server, model: &str) -> Vec<(u64, String)> {
+    server.get_json(&format!("/v1/models/{model}"))["load_failures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    (
+                        f["version"].as_u64().unwrap(),
+                        f["kind"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

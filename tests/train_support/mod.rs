@@ -34,20 +34,3 @@ pub fn synthetic_inter(path: &std::path::Path) {
     }
     std::fs::write(path, s).unwrap();
 }
-
-/// The Python with onnx, onnxruntime and numpy (`DISTILREC_PYTHON`, as scripts/test.sh sets
-/// it); `None` only when `DISTILREC_SKIP_PYTHON=1` asks to skip.
-#[allow(dead_code)] // not every test binary that includes this module runs Python
-pub fn python() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("DISTILREC_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(p.into());
-    }
-    if std::env::var("DISTILREC_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: DISTILREC_SKIP_PYTHON=1");
-        return None;
-    }
-    panic!(
-        "DISTILREC_PYTHON is not set (a Python with onnx, onnxruntime and numpy: scripts/setup.sh \
-         makes .venv); set DISTILREC_SKIP_PYTHON=1 to skip deliberately"
-    );
-}
