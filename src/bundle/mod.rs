@@ -137,6 +137,10 @@ impl Bundle {
     /// [`Bundle::load`] under explicit size caps: every file is stat'ed before it is read,
     /// must be a regular file, and is hashed while it streams in. `items.tsv` / `users.tsv`
     /// are checked against `items_sha256` / `users_sha256` when the manifest has them.
+    ///
+    /// Long on purpose: it is the bundle contract's checklist in file order (manifest, model,
+    /// items, users, and the cross-checks between them), each step a read under its cap and a
+    /// check with its own error; one function keeps the order of checks visible in one place.
     pub fn load_with(dir: &Path, limits: &BundleLimits) -> Result<Bundle, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let (text, _) = read_capped_text(&manifest_path, limits.max_manifest_bytes)?;
@@ -413,6 +417,10 @@ pub fn write_bundle(
 /// [`write_bundle`] for either format: with `item_matrix`, a format-2 (two-tower) bundle whose
 /// `model.onnx` is the user encoder; the manifest must come from [`Manifest::two_tower`]
 /// with the matrix's dimension and bias flag (its sha256 is filled in here).
+///
+/// Long on purpose: it is one atomic publication (next version number, scratch directory, every
+/// file written and synced, the manifest last, one rename), and splitting it would hide which
+/// steps the rename makes atomic.
 pub fn write_bundle_with(
     repo: &Path,
     mut manifest: Manifest,

@@ -75,6 +75,7 @@ pub use router::router;
 pub use state::{app_state, AppState, Shared};
 
 use listen::ConnLimits;
+use registry::Registry;
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -160,34 +161,56 @@ pub async fn serve(
         tracing::info!("admin API enabled on the main address (bearer token required)");
     }
 
-    let registry = Arc::clone(&state.registry);
-    let floor = state.config.http_floor;
-    if floor {
+    if state.config.http_floor {
         tracing::warn!("--http-floor: answering a fixed body, no model is loaded");
     }
-    let poller = tokio::spawn(async move {
-        if floor {
-            return;
-        }
-        registry.poll_once().await;
-        if registry.default_live().is_none() {
-            tracing::warn!(
-                default_model = ?registry.default_name(),
-                "no default model is live yet; /readyz stays 503"
-            );
-        }
-        let Some(every) = poll_interval else { return };
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            // Does not wait for the loads it starts: a slow or stuck model must not delay the
-            // next scan for the others (a model whose load is still running is skipped).
-            registry.poll_in_background().await;
-        }
-    });
+    let poller = tokio::spawn(poll_repository(
+        Arc::clone(&state.registry),
+        state.config.http_floor,
+        poll_interval,
+    ));
 
+    let result = run_until_drained(main, admin, token, drain_timeout).await;
+    poller.abort();
+    if result.is_ok() {
+        tracing::info!("shutdown complete");
+    }
+    result
+}
+
+/// Loads the repository's models once, then rescans every `every` (`--poll-interval-ms`; never
+/// with `None`). Nothing is loaded in `--http-floor` mode.
+async fn poll_repository(registry: Arc<Registry>, floor: bool, every: Option<std::time::Duration>) {
+    if floor {
+        return;
+    }
+    registry.poll_once().await;
+    if registry.default_live().is_none() {
+        tracing::warn!(
+            default_model = ?registry.default_name(),
+            "no default model is live yet; /readyz stays 503"
+        );
+    }
+    let Some(every) = every else { return };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // Does not wait for the loads it starts: a slow or stuck model must not delay the
+        // next scan for the others (a model whose load is still running is skipped).
+        registry.poll_in_background().await;
+    }
+}
+
+/// Waits for the listeners to finish draining after shutdown starts, or for `drain_timeout`
+/// after it, whichever comes first.
+async fn run_until_drained(
+    main: tokio::task::JoinHandle<()>,
+    admin: Option<tokio::task::JoinHandle<()>>,
+    token: CancellationToken,
+    drain_timeout: std::time::Duration,
+) -> anyhow::Result<()> {
     let servers = async {
         main.await.context("server task")?;
         if let Some(a) = admin {
@@ -199,16 +222,11 @@ pub async fn serve(
         token.cancelled().await;
         tokio::time::sleep(drain_timeout).await;
     };
-    let result = tokio::select! {
+    tokio::select! {
         r = servers => r,
         _ = deadline => {
             tracing::warn!(?drain_timeout, "drain timeout reached; exiting with requests in flight");
             Ok(())
         }
-    };
-    poller.abort();
-    if result.is_ok() {
-        tracing::info!("shutdown complete");
     }
-    result
 }

@@ -173,6 +173,10 @@ pub struct BundleMeta<'a> {
 /// `two_tower` and a `mean_mlp` model format 2 (the user-encoder ONNX + `items.f32`, served by
 /// the engine in `two_tower`). [`Precision::Int8`] (format 2 only) stores the encoder's weight
 /// matrices and the item vectors as int8 with per-row scales (`items.i8`).
+///
+/// Long because the three forms (format 1, format 2 f32, format 2 int8) share the manifest,
+/// vocabulary and user files and differ in a few lines each; one function keeps the shared
+/// parts written once.
 pub fn write(
     repo: &std::path::Path,
     name: &str,

@@ -37,6 +37,10 @@ pub struct FitResult {
 }
 
 /// Trains `model` in place; on return it holds the weights of the best validation epoch.
+///
+/// One function for the whole loop (epochs of shuffled mini-batches, validation, early
+/// stopping with the best weights kept, progress): its state is shared by every step, and the
+/// loop reads top to bottom as the training procedure the report describes.
 pub fn fit(
     model: &MeanMlp,
     split: &Split,

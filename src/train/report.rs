@@ -311,8 +311,21 @@ fn optf(v: Option<f64>, digits: usize) -> String {
 }
 
 impl Report {
+    /// The whole report as Markdown, section by section.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
+        self.headline_markdown(&mut s);
+        self.models_markdown(&mut s);
+        self.seeds_markdown(&mut s);
+        self.sweep_markdown(&mut s);
+        self.engines_markdown(&mut s);
+        self.int8_markdown(&mut s);
+        self.export_markdown(&mut s);
+        s
+    }
+
+    /// Title, dataset and protocol, and the headline ratios.
+    fn headline_markdown(&self, s: &mut String) {
         let d = &self.dataset;
         let r = &self.main.ratios;
         let _ = writeln!(s, "# Distillation report: {}\n", d.name);
@@ -364,7 +377,10 @@ impl Report {
             "| KD gain over no-KD student (relative NDCG@10) | {:+.1} % |\n",
             100.0 * r.kd_gain
         );
+    }
 
+    /// Every model of the main seed, then their settings.
+    fn models_markdown(&self, s: &mut String) {
         let _ = writeln!(s, "## Models (seed {})\n", self.main.seed);
         let _ = writeln!(
             s,
@@ -403,7 +419,10 @@ impl Report {
         for m in &self.main.models {
             let _ = writeln!(s, "- `{}`: {} — `{}`", m.name, m.description, m.settings);
         }
+    }
 
+    /// Mean ± std over seeds (when there are extra seeds).
+    fn seeds_markdown(&self, s: &mut String) {
         if !self.extra.is_empty() {
             let seeds: Vec<String> = std::iter::once(&self.main)
                 .chain(&self.extra)
@@ -419,9 +438,11 @@ impl Report {
                 let _ = writeln!(s, "| {k} | {:.4} | {:.4} | {} |", v.mean, v.std, v.n);
             }
         }
+    }
 
-        self.sweep_markdown(&mut s);
-
+    /// The exported student through each serving engine.
+    fn engines_markdown(&self, s: &mut String) {
+        let r = &self.main.ratios;
         if !self.engines.is_empty() {
             let _ = writeln!(
                 s,
@@ -454,7 +475,11 @@ impl Report {
                 );
             }
         }
+    }
 
+    /// The int8 bundle next to the f32 one, and their parity.
+    fn int8_markdown(&self, s: &mut String) {
+        let r = &self.main.ratios;
         if let Some(q) = &self.quantised {
             let _ = writeln!(
                 s,
@@ -501,7 +526,10 @@ impl Report {
                 100.0 * q.same_top10
             );
         }
+    }
 
+    /// Bundles written, parity per exported model, phase timings.
+    fn export_markdown(&self, s: &mut String) {
         let _ = writeln!(s, "\n## Export and parity\n");
         for (role, p) in &self.bundles {
             let _ = writeln!(s, "- {role} bundle: `{}`", p.display());
@@ -523,7 +551,6 @@ impl Report {
             s,
             "\nValidation curves: `curves.png`. Split used: `split/{{train,valid,test}}.tsv`."
         );
-        s
     }
 }
 
