@@ -4,8 +4,8 @@
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
-use super::deps::onnx::{EaseWeights, ModelWeights};
-use super::TrainError;
+use super::error::TrainError;
+use crate::onnx::{EaseWeights, ModelWeights};
 
 /// Item-item Gram matrix XᵀX of the binary user×item matrix (f64, dense, symmetric).
 pub fn gram(train: &[Vec<u32>], n_items: usize) -> Mat<f64> {

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::deps::data::split::Split;
-use super::deps::eval::{evaluate_lists, Stage};
-use super::deps::onnx::{MeanMlpWeights, OnnxScorer};
-use super::TrainError;
+use super::error::TrainError;
 use crate::bundle::{item_row, item_rows, row_item};
+use crate::data::split::Split;
 use crate::engine::{self, exclusion_list, EngineKind, EngineParams, Query};
+use crate::eval::{evaluate_lists, Stage};
+use crate::onnx::{MeanMlpWeights, OnnxScorer};
 
 /// One engine's test metrics for the exported student.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,17 +9,16 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 
-use super::deps::data::split::Split;
-use super::deps::data::Interactions;
-use super::deps::onnx::MeanMlpWeights;
-use super::deps::onnx::{ModelWeights, OnnxScorer, Precision};
-use super::report::Parity;
-use super::TrainError;
+use super::error::TrainError;
 use crate::bundle::{
     item_rows, write_bundle_with, DatasetInfo, ItemVocab, Manifest, Role, SplitInfo, UserHistories,
     ITEM_MATRIX_INT8_FILE,
 };
+use crate::data::split::Split;
+use crate::data::Interactions;
 use crate::engine::{EngineParams, DTYPE_INT8};
+use crate::onnx::MeanMlpWeights;
+use crate::onnx::{ModelWeights, OnnxScorer, Precision};
 
 /// An exported model: its ONNX encoding and a tract plan of it.
 pub struct Exported {
@@ -167,6 +166,16 @@ pub struct BundleMeta<'a> {
     pub max_history: usize,
     pub test_metrics: BTreeMap<String, f64>,
     pub distillation: Option<serde_json::Value>,
+}
+
+/// An exported graph's scores against the training forward: the largest difference over
+/// `users` users, and the tolerance it had to stay under.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Parity {
+    pub model: String,
+    pub users: usize,
+    pub max_abs_diff: f64,
+    pub tolerance: f64,
 }
 
 /// Writes `model` as a new bundle version: format 1 (its full-scores ONNX), or with

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tract_onnx::pb;
 
-use super::deps::data::Interactions;
-use super::deps::onnx::OnnxScorer;
+use super::error::TrainError;
 use super::export::time_calls;
-use super::TrainError;
 use crate::bundle::{Bundle, Manifest};
+use crate::data::Interactions;
 use crate::engine::ItemMatrix;
+use crate::onnx::OnnxScorer;
 
 /// Users per tract call when scoring the training histories.
 const BATCH: usize = 64;

@@ -4,18 +4,18 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::deps::data::split::Split;
-use super::deps::eval::{evaluate, Metrics, Stage};
+use super::error::TrainError;
 use super::kd::Objective;
 use super::model::{multi_hot, MeanMlp};
 use super::progress;
-use super::TrainError;
+use crate::data::split::Split;
+use crate::eval::{evaluate, Metrics, Stage};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainOpts {
@@ -149,12 +149,6 @@ pub fn evaluate_both(scores: &[f32], n_items: usize, split: &Split) -> (Metrics,
         evaluate(scores, n_items, split, Stage::Valid),
         evaluate(scores, n_items, split, Stage::Test),
     )
-}
-
-/// Softmax cross-entropy of `logits` against a row-stochastic target, averaged over rows.
-pub fn soft_ce(logits: &Tensor, target: &Tensor) -> Result<Tensor, TrainError> {
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    Ok((target * logp)?.sum(D::Minus1)?.mean_all()?.neg()?)
 }
 
 /// A fresh projection for hidden distillation, seeded like the models.

@@ -4,8 +4,7 @@
 
 use candle_core::{Device, Tensor, Var, D};
 
-use super::fit::soft_ce;
-use super::TrainError;
+use super::error::TrainError;
 use crate::topk::top_indices;
 
 /// Which distillation signal(s) a student is trained with.
@@ -191,6 +190,12 @@ pub fn rank_targets(
         targets: Tensor::from_vec(t, (n_users, n_items), &Device::Cpu)?,
         lambda,
     })
+}
+
+/// Softmax cross-entropy of `logits` against a row-stochastic target, averaged over rows.
+pub fn soft_ce(logits: &Tensor, target: &Tensor) -> Result<Tensor, TrainError> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok((target * logp)?.sum(D::Minus1)?.mean_all()?.neg()?)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::deps::onnx::{Activation, Dense, MeanMlpWeights, ModelWeights};
-use super::TrainError;
+use super::error::TrainError;
+use crate::onnx::{Activation, Dense, MeanMlpWeights, ModelWeights};
 
 /// Shape of a `mean_mlp` model. The last hidden width (or `dim` without hidden layers) is the
 /// width of the item output matrix.

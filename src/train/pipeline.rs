@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::deps::data::split::{random_split, Split};
-use super::deps::data::{read_interactions, Interactions};
-use super::deps::onnx::{Activation, ModelWeights};
+use super::config::{Config, StudentFormat, TeacherChoice};
+use super::error::TrainError;
 use super::external::ExternalTeacher;
 use super::fit::TrainOpts;
 use super::kd::KdVariant;
@@ -18,8 +17,11 @@ use super::report::{self, DatasetSummary, Phase, Ratios, Report, SweepPoint};
 use super::students::{self, KdTargets, SeedCtx, Taught, Untaught};
 use super::teachers;
 use super::trained::Trained;
-use super::{engines, plot, Config, StudentFormat, TeacherChoice, TrainError};
+use super::{engines, plot};
+use crate::data::split::{random_split, Split};
+use crate::data::{read_interactions, Interactions};
 use crate::engine::EngineParams;
+use crate::onnx::{Activation, ModelWeights};
 
 const RATIOS: [f64; 3] = [0.8, 0.1, 0.1];
 const SPLIT_PROTOCOL: &str = "RecBole default: every interaction positive, per-user random 8:1:1, \
@@ -171,7 +173,7 @@ struct Job<'a> {
 /// The main seed after measuring and publishing.
 struct MainOutcome {
     result: report::SeedResult,
-    parity: Vec<report::Parity>,
+    parity: Vec<super::export::Parity>,
     engines: Vec<engines::EngineEval>,
     bundles: std::collections::BTreeMap<String, PathBuf>,
     quantised: Option<super::quantised::QuantisedExport>,

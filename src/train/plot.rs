@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
-use super::TrainError;
+use super::error::TrainError;
 
 const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 

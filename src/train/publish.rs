@@ -8,18 +8,19 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::deps::data::split::Split;
-use super::deps::data::Interactions;
-use super::deps::onnx::Precision;
+use super::config::Config;
+use super::error::TrainError;
 use super::export::{self, BundleMeta, Exported};
 use super::external::ExternalTeacher;
 use super::quantised::{self, QuantisedExport};
 use super::report::{self, ModelResult, SeedResult};
 use super::teachers::EXTERNAL;
 use super::trained::Trained;
-use super::{Config, TrainError};
 use crate::bundle::{item_rows, Role};
+use crate::data::split::Split;
+use crate::data::Interactions;
 use crate::engine::EngineParams;
+use crate::onnx::Precision;
 
 /// A seed's trained models and the rows of its report.
 pub struct SeedRun {
@@ -57,7 +58,7 @@ impl SeedRun {
 /// and the exported graphs by model name.
 pub struct Measured {
     pub result: SeedResult,
-    pub parity: Vec<report::Parity>,
+    pub parity: Vec<super::export::Parity>,
     pub exported: BTreeMap<String, Exported>,
 }
 

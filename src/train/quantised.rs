@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::deps::data::split::Split;
-use super::deps::data::Interactions;
+use super::error::TrainError;
 use super::export::median;
 use super::external::ExternalTeacher;
 use super::fit::evaluate_both;
-use super::TrainError;
+use crate::data::split::Split;
+use crate::data::Interactions;
 use crate::topk::top_indices;
 
 /// Largest allowed `max |int8 − f32|` score difference, as a fraction of the standard deviation

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::Config;
+use super::config::Config;
+use super::export::Parity;
 use crate::bundle::Role;
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,14 +75,6 @@ impl ModelResult {
 pub struct Phase {
     pub name: String,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Parity {
-    pub model: String,
-    pub users: usize,
-    pub max_abs_diff: f64,
-    pub tolerance: f64,
 }
 
 /// The figures the acceptance criteria are stated in, for one seed.

@@ -7,7 +7,8 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::deps::data::split::Split;
+use super::config::Config;
+use super::error::TrainError;
 use super::external::ExternalTeacher;
 use super::fit::{fit, projection, TrainOpts};
 use super::kd::{self, HiddenKd, KdVariant, LogitKd, Objective, RankKd};
@@ -15,8 +16,8 @@ use super::model::{MeanMlp, MlpSpec};
 use super::report::{ModelResult, SweepPoint};
 use super::teachers::{EXTERNAL, MLP};
 use super::trained::{trained_mlp, Trained};
-use super::{Config, TrainError};
 use crate::bundle::Role;
+use crate::data::split::Split;
 
 /// What every training of one seed shares.
 pub struct SeedCtx<'a> {

@@ -4,17 +4,18 @@
 
 use std::time::Instant;
 
-use super::deps::data::split::Split;
-use super::deps::eval::popularity_scores;
-use super::deps::onnx::{Activation, MeanMlpWeights, ModelWeights};
+use super::config::{Config, TeacherChoice};
 use super::ease;
+use super::error::TrainError;
 use super::external::ExternalTeacher;
 use super::fit::evaluate_both;
 use super::kd;
 use super::report::ModelResult;
 use super::trained::{evaluated, row, Trained};
-use super::{Config, TeacherChoice, TrainError};
 use crate::bundle::Role;
+use crate::data::split::Split;
+use crate::eval::popularity_scores;
+use crate::onnx::{Activation, MeanMlpWeights, ModelWeights};
 
 /// Name of the `--teacher-bundle` teacher in reports and manifests.
 pub const EXTERNAL: &str = "teacher-external";

@@ -1,12 +1,12 @@
 //! One trained model of a seed, and how its report row is made and evaluated.
 
-use super::deps::data::split::Split;
-use super::deps::onnx::ModelWeights;
+use super::error::TrainError;
 use super::fit::{evaluate_both, FitResult};
 use super::model::MeanMlp;
 use super::report::ModelResult;
-use super::TrainError;
 use crate::bundle::Role;
+use crate::data::split::Split;
+use crate::onnx::ModelWeights;
 
 /// A trained model of one seed: its report row, exportable weights (`None` for a
 /// `--teacher-bundle` teacher, which is already ONNX, and for the ensemble, which has no graph)
