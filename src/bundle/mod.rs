@@ -4,6 +4,7 @@
 //! listing the versions in a repository. It knows nothing about ONNX runtimes or HTTP.
 //! The contract is documented in `docs/model-bundle.md`.
 
+mod error;
 mod manifest;
 mod read;
 mod vocab;
@@ -19,6 +20,7 @@ pub use manifest::{
 };
 
 use crate::engine::{ItemMatrix, DTYPE_F32, DTYPE_INT8};
+pub use error::BundleError;
 pub use read::{read_capped, read_capped_text};
 pub use vocab::{item_row, item_rows, row_item, ItemVocab, UserHistories, PAD_TOKEN};
 
@@ -26,66 +28,6 @@ pub const MODEL_FILE: &str = "model.onnx";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const ITEMS_FILE: &str = "items.tsv";
 pub const USERS_FILE: &str = "users.tsv";
-
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}, line {line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    #[error("{path}: invalid manifest: {message}")]
-    Manifest { path: PathBuf, message: String },
-    #[error("{path}: sha256 mismatch: manifest says {expected}, file has {actual}")]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
-    #[error("{dir}: {message}")]
-    Inconsistent { dir: PathBuf, message: String },
-    #[error("{path}: not a regular file (FIFOs, devices and directories are refused)")]
-    NotRegularFile { path: PathBuf },
-    #[error("{path}: {size} bytes is over the limit of {max} bytes")]
-    TooLarge { path: PathBuf, size: u64, max: u64 },
-}
-
-impl BundleError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        BundleError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    pub(crate) fn parse(path: &Path, line: usize, message: String) -> Self {
-        BundleError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message,
-        }
-    }
-
-    /// Short stable label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BundleError::Io { .. } => "io",
-            BundleError::Parse { .. } => "parse",
-            BundleError::Manifest { .. } => "manifest",
-            BundleError::Checksum { .. } => "checksum",
-            BundleError::Inconsistent { .. } => "inconsistent",
-            BundleError::NotRegularFile { .. } => "not_regular_file",
-            BundleError::TooLarge { .. } => "too_large",
-        }
-    }
-}
 
 /// Caps on what reading one bundle may allocate (the server's `--max-*-bytes` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

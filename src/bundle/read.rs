@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::BundleError;
+use super::error::BundleError;
 
 /// Reads `path` whole, refusing anything but a regular file of at most `max_bytes`, and returns
 /// its bytes with their hex sha256 (computed while streaming, so a caller never hashes twice).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::BundleError;
+use super::error::BundleError;
 
 /// Id → row maps are looked up ~50 times per request with client-sent ids; foldhash (seeded per
 /// process) costs a fraction of std's SipHash there. Only the bundle's own ids are inserted, so

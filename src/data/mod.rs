@@ -4,69 +4,15 @@
 //! vocabulary row `i + 1` in a model bundle (row 0 is padding).
 
 mod formats;
+mod records;
 pub mod split;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use formats::Format;
+pub use records::{DataError, Interaction, Interactions};
 pub use split::{random_split, Split};
-
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}, line {line}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Interaction {
-    pub user: u32,
-    pub item: u32,
-    pub rating: f32,
-    pub timestamp: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Interactions {
-    /// Dataset name: the file stem (`ml-100k` for `ml-100k.inter`, the parent folder for `u.data`).
-    pub name: String,
-    pub path: PathBuf,
-    pub sha256: String,
-    pub user_ids: Vec<String>,
-    pub item_ids: Vec<String>,
-    pub item_titles: Vec<Option<String>>,
-    pub records: Vec<Interaction>,
-}
-
-impl Interactions {
-    pub fn n_users(&self) -> usize {
-        self.user_ids.len()
-    }
-
-    pub fn n_items(&self) -> usize {
-        self.item_ids.len()
-    }
-}
-
-/// One parsed line before ids are made dense.
-pub(crate) struct RawRecord {
-    pub user: String,
-    pub item: String,
-    pub rating: f32,
-    pub timestamp: i64,
-}
 
 /// Reads an interaction log. `format = Auto` decides by file name; `min_rating` keeps only
 /// interactions rated at least that (default: every rating is a positive, as in RecBole).

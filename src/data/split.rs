@@ -6,7 +6,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::Interactions;
+use super::records::Interactions;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {

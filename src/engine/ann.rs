@@ -28,8 +28,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use super::contract::{rerank, Engine, EngineError, EngineKind, Query};
 use super::exact::Exact;
-use super::{rerank, Engine, EngineError, EngineKind, ItemMatrix, Query};
+use super::matrix::ItemMatrix;
 
 /// Concurrent searchers the index reserves state for (usearch refuses, rather than queues, a
 /// search beyond the reserved number): inference threads of one model plus offline callers.

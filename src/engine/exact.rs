@@ -14,7 +14,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::{Engine, EngineKind, ItemMatrix, Query};
+use super::contract::{Engine, EngineKind, Query};
+use super::matrix::ItemMatrix;
 use crate::topk::TopK;
 
 /// Rows per GEMM call: 2,048 × 64-d f32 = 512 KiB of items, so a block stays in L2 while the

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::contract::{rerank, Engine, EngineError, EngineKind, Query};
 use super::matrix::quantise_row;
-use super::{rerank, Engine, EngineError, EngineKind, ItemMatrix, Query};
+use super::matrix::ItemMatrix;
 use crate::topk::TopK;
 
 /// Code lanes per row: rows are zero-padded to a multiple of this.

@@ -16,89 +16,16 @@
 //! No HTTP, no async: the batcher calls [`Engine::search`] on its inference threads.
 
 pub mod ann;
+mod contract;
 pub mod exact;
 pub mod int8;
 mod matrix;
 pub mod synthetic;
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
+pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query};
 pub use matrix::{quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
-
-use crate::topk::TopK;
-
-/// One query of a batch: how many rows it wants and which it must not get.
-#[derive(Debug, Clone, Copy)]
-pub struct Query<'a> {
-    pub k: usize,
-    /// Rows never returned, **sorted ascending and deduplicated** (row 0 is always excluded).
-    pub exclude: &'a [u32],
-}
-
-impl Query<'_> {
-    #[inline]
-    pub fn excludes(&self, row: u32) -> bool {
-        row == 0 || self.exclude.binary_search(&row).is_ok()
-    }
-}
-
-/// Sorted, deduplicated exclusion list from any rows (what [`Query::exclude`] expects).
-pub fn exclusion_list(rows: impl IntoIterator<Item = u32>) -> Vec<u32> {
-    let mut v: Vec<u32> = rows.into_iter().collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-/// Best `(row, score)` pairs of each query, descending; scores are exact f32 `u·v + b`.
-pub trait Engine: Send + Sync {
-    fn kind(&self) -> EngineKind;
-    /// `queries`: row-major `[queries.len(), dim]` user vectors, one per entry of `requests`.
-    fn search(&self, queries: &[f32], requests: &[Query<'_>]) -> Vec<Vec<(u32, f32)>>;
-    /// Bytes this engine holds besides the shared f32 item matrix (index, quantised copy).
-    fn extra_bytes(&self) -> usize;
-}
-
-/// Which engine serves a two-tower model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    #[default]
-    Exact,
-    Int8,
-    Ann,
-}
-
-impl EngineKind {
-    pub const ALL: [EngineKind; 3] = [EngineKind::Exact, EngineKind::Int8, EngineKind::Ann];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Exact => "exact",
-            EngineKind::Int8 => "int8",
-            EngineKind::Ann => "ann",
-        }
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        EngineKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown engine `{s}` (expected exact, int8 or ann)"))
-    }
-}
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -107,14 +34,6 @@ pub struct EngineParams {
     pub engine: EngineKind,
     pub int8: int8::Int8Params,
     pub ann: ann::AnnParams,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("invalid engine parameters: {0}")]
-    Params(String),
-    #[error("building the ANN index failed: {0}")]
-    Build(String),
 }
 
 /// Builds the engine `kind` over `items` (blocking; the ANN index takes seconds at 10^6 rows).
@@ -128,23 +47,6 @@ pub fn build(
         EngineKind::Int8 => Box::new(int8::Int8::new(items, params.int8.clone())?),
         EngineKind::Ann => Box::new(ann::Ann::build(items, params.ann.clone())?),
     })
-}
-
-/// Exact f32 re-rank of candidate rows: the best `q.k` of `candidates` that `q` allows.
-/// Candidates are distinct rows (a TopK's rows, usearch keys of a single-key index, a range).
-pub(crate) fn rerank(
-    items: &ItemMatrix,
-    query: &[f32],
-    q: &Query<'_>,
-    candidates: impl IntoIterator<Item = u32>,
-) -> Vec<(u32, f32)> {
-    let mut best = TopK::new(q.k);
-    for row in candidates {
-        if !q.excludes(row) {
-            best.push(row, items.score(query, row as usize));
-        }
-    }
-    best.into_sorted()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::ItemMatrix;
+use super::matrix::ItemMatrix;
 
 /// Standard normal via Box–Muller (rand 0.9 without rand_distr).
 fn normal(rng: &mut SmallRng) -> f32 {

@@ -9,9 +9,56 @@ use tract_onnx::pb::{
     ValueInfoProto,
 };
 
-use super::{EaseWeights, MeanMlpWeights, ModelWeights, IR_VERSION, OPSET};
+use super::weights::{Activation, EaseWeights, MeanMlpWeights, ModelWeights};
 use crate::bundle::{INPUT_NAME, OUTPUT_NAME, USER_VECTOR_NAME};
 use crate::engine::quantise_rows;
+
+/// Opset of the exported graphs: the lowest with `ReduceSum` axes as an input and the one tract
+/// and onnxruntime were both checked against.
+pub const OPSET: i64 = 13;
+/// IR version 8 is what opset 13 tooling (onnx ≥ 1.10) writes and onnxruntime accepts.
+pub const IR_VERSION: i64 = 8;
+
+impl ModelWeights {
+    /// Encoded ONNX `ModelProto` (opset 13) implementing the contract.
+    ///
+    /// # Panics
+    /// If the buffers do not match the declared shapes ([`ModelWeights::check_shapes`]): that is a
+    /// bug in whoever built the weights, not a runtime condition.
+    pub fn to_onnx(&self) -> Vec<u8> {
+        if let Err(e) = self.check_shapes() {
+            panic!("to_onnx called on {e}");
+        }
+        to_onnx(self)
+    }
+}
+
+impl MeanMlpWeights {
+    /// ONNX of the user tower alone (bundle format 2): `history` → `user_vector [batch, d_last]`.
+    ///
+    /// # Panics
+    /// If the buffers do not match the declared shapes (as [`ModelWeights::to_onnx`]).
+    pub fn to_encoder_onnx(&self) -> Vec<u8> {
+        if let Err(e) = self.check_shapes() {
+            panic!("to_encoder_onnx called on {e}");
+        }
+        to_encoder_onnx(self, Precision::F32)
+    }
+
+    /// [`MeanMlpWeights::to_encoder_onnx`] with its weight matrices stored as int8 (the
+    /// embedding table with one scale per row, each layer with one scale per output unit) and
+    /// dequantised in the graph by `Cast` + `Mul` on constants, which a runtime folds at load.
+    /// Biases and scales stay f32: the file is a quarter to a third of the f32 one.
+    ///
+    /// # Panics
+    /// As [`MeanMlpWeights::to_encoder_onnx`].
+    pub fn to_encoder_onnx_int8(&self) -> Vec<u8> {
+        if let Err(e) = self.check_shapes() {
+            panic!("to_encoder_onnx_int8 called on {e}");
+        }
+        to_encoder_onnx(self, Precision::Int8)
+    }
+}
 
 pub(super) fn to_onnx(weights: &ModelWeights) -> Vec<u8> {
     let mut g = GraphBuilder::default();
@@ -135,8 +182,8 @@ fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
     let count = g.node("Max", &[&count, &one], "count_clamped", vec![]);
     let mut u = g.node("Div", &[&summed, &count], "user_mean", vec![]);
     let act = match w.activation {
-        super::Activation::Relu => "Relu",
-        super::Activation::Tanh => "Tanh",
+        Activation::Relu => "Relu",
+        Activation::Tanh => "Tanh",
     };
     for (i, l) in w.layers.iter().enumerate() {
         let wi = g.weight_by_column(&format!("layer{i}_w"), l.n_in, l.n_out, &l.w);

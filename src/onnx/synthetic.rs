@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{MeanMlpWeights, ModelWeights, Precision};
+use super::export::Precision;
+use super::weights::{MeanMlpWeights, ModelWeights};
 use crate::bundle::{
     write_bundle, write_bundle_with, BundleError, ItemVocab, Manifest, Role, UserHistories,
     ITEM_MATRIX_INT8_FILE,
