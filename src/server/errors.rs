@@ -8,8 +8,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::registry::RegistryError;
 use crate::serving::batcher::SubmitError;
+use crate::serving::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -3,8 +3,9 @@
 //! - [`config`]: the `Config` (flags + env vars) and its start-up checks.
 //! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
 //!   error format; `protobuf`: protobuf bodies and content negotiation for `/recommend`.
-//! - `registry`: live version per model (hot-swap), polling, admin operations. Loading one
-//!   version, batching and ranking are the serving core ([`crate::serving`]), which knows no HTTP.
+//! - `views`: the registry as `GET /v1/models` shows it. The registry itself (live version per
+//!   model, hot swap, polling, admin operations), loading one version, batching and ranking are
+//!   the serving core ([`crate::serving`]), which knows no HTTP.
 //! - `shutdown`: signal handling and draining; `listen`: the accept loop with its connection cap
 //!   and header / idle timeout. Metrics are registered in [`crate::metrics`].
 //!
@@ -55,11 +56,11 @@ mod errors;
 mod extract;
 mod listen;
 mod openapi;
-mod registry;
 mod router;
 mod routes;
 mod shutdown;
 mod state;
+mod views;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,8 +75,8 @@ pub use openapi::document as openapi_document;
 pub use router::router;
 pub use state::{app_state, AppState, Shared};
 
+use crate::serving::registry::Registry;
 use listen::ConnLimits;
-use registry::Registry;
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::api::{ExternalId, RecommendRequest, RecommendResponse};
 use super::errors::{error_type_labels, error_types_text};
-use super::registry::{ModelDetail, ModelSummary};
+use super::views::{ModelDetail, ModelSummary};
 use crate::bundle::Role;
 
 #[derive(OpenApi)]

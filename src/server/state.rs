@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::config::Config;
-use super::registry::{Registry, RegistryConfig};
 use crate::metrics::Metrics;
 use crate::serving::batcher::BatcherConfig;
+use crate::serving::registry::{Registry, RegistryConfig};
 
 /// Everything handlers share: one `Arc`, because axum clones the state for every request and
 /// each reference count touched there is an atomic shared between cores (`perf` at 1,682 items

@@ -9,12 +9,15 @@
 //! - [`loader`]: one load off the request path (low-priority thread, deadline, fingerprint of
 //!   the files it read); [`control`]: pin / rollback history / remembered failures of one model
 //!   as plain data.
+//! - [`registry`]: the live version of every model, polling the repository, hot swaps and the
+//!   admin operations (load + pin, rollback, unpin).
 
 pub mod batcher;
 pub mod control;
 pub mod loader;
 pub mod model;
 pub mod rank;
+pub mod registry;
 
 pub use model::{build_scoring, LoadError, LoadedModel};
 pub use rank::{rank, RankRequest, Scoring};

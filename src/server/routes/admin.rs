@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::bundle::parse_version;
 use crate::server::errors::ApiError;
 use crate::server::extract::{Json, ModelName};
-use crate::server::registry::RegistryError;
 use crate::server::state::AppState;
+use crate::serving::registry::RegistryError;
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()

@@ -14,10 +14,10 @@ use crate::server::api::{
 };
 use crate::server::codec::{self, Format, RecommendBody};
 use crate::server::errors::ApiError;
-use crate::server::registry::ModelEntry;
 use crate::server::state::AppState;
 use crate::serving::batcher::Job;
 use crate::serving::model::LoadedModel;
+use crate::serving::registry::ModelEntry;
 
 /// Headers `x-queue-time` and `x-inference-time` are integer microseconds (also in the body as
 /// `timing.queue_us` / `timing.inference_us`); `x-model-version` is the version that answered.

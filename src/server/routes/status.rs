@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::server::errors::ApiError;
 use crate::server::extract::ModelName;
 use crate::server::state::AppState;
+use crate::server::views::{ModelDetail, ModelSummary};
 
 /// Liveness: the process answers.
 pub async fn healthz() -> &'static str {
@@ -40,7 +41,13 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 pub async fn list_models(State(st): State<AppState>) -> Response {
     axum::Json(json!({
         "default_model": st.registry.default_name(),
-        "models": st.registry.summaries().await,
+        "models": st
+            .registry
+            .snapshots()
+            .await
+            .iter()
+            .map(ModelSummary::from)
+            .collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -51,8 +58,9 @@ pub async fn model_detail(
 ) -> Result<Response, ApiError> {
     let detail = st
         .registry
-        .detail(&name)
+        .snapshot(&name)
         .await
+        .map(ModelDetail::from)
         .ok_or(ApiError::UnknownModel(name))?;
     Ok(axum::Json(detail).into_response())
 }

@@ -4,9 +4,10 @@
 //! once and keep the `Arc`, so a swap never splits a request or a batch. New versions come from
 //! polling the repository (the highest version that is not known to be broken wins, like
 //! TF Serving) or from the admin API (load a version and pin it, roll back, unpin). Every load
-//! is read + checked + warmed in `spawn_blocking`, and only a fully working version is swapped
-//! in; a failed one is logged, counted and remembered (keyed by its files' size and mtime) so
-//! the poller does not retry it until its files change.
+//! is read + checked + warmed on a low-priority thread ([`super::loader`]), and only a fully
+//! working version is swapped in; a failed one is logged, counted and remembered (keyed by its
+//! files' size and mtime, in [`super::control`]) so the poller does not retry it until its files
+//! change. What the HTTP API shows of it is built from [`ModelSnapshot`]s in `server/views.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,15 +16,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits, Role};
+use super::batcher::{Batcher, BatcherConfig};
+use super::control::{Control, Failure};
+use super::loader::{fingerprint, load_off_thread};
+use super::model::{LoadError, LoadSpec, LoadedModel};
+use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits};
 use crate::metrics::Metrics;
-use crate::serving::batcher::{Batcher, BatcherConfig};
-use crate::serving::control::{Control, Failure};
-use crate::serving::loader::{fingerprint, load_off_thread};
-use crate::serving::model::{LoadError, LoadSpec, LoadedModel};
 
 /// Model used by default when `--default-model` is not given and it exists.
 pub const PREFERRED_DEFAULT: &str = "ml100k";
@@ -59,26 +58,17 @@ pub enum RegistryError {
     Spawn(#[from] std::io::Error),
 }
 
-/// A load that failed, remembered until the version's files change.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LoadFailure {
-    pub version: u64,
-    /// Stable label of the cause (e.g. `checksum`, `output_shape`, `warmup`).
-    pub kind: &'static str,
-    pub error: String,
-    /// Unix seconds.
-    pub at: u64,
-}
-
-impl From<&Failure> for LoadFailure {
-    fn from(f: &Failure) -> Self {
-        LoadFailure {
-            version: f.version,
-            kind: f.kind,
-            error: f.error.clone(),
-            at: f.at,
-        }
-    }
+/// One model as the registry holds it at a moment (the API's views are built from this).
+pub struct ModelSnapshot {
+    pub name: String,
+    pub default: bool,
+    pub live: Option<Arc<LoadedModel>>,
+    pub pinned: Option<u64>,
+    /// Versions on disk, ascending.
+    pub versions: Vec<u64>,
+    /// Earlier live versions, most recent last.
+    pub previous: Vec<u64>,
+    pub failures: Vec<Failure>,
 }
 
 /// One model name: its live version, its batch queue and its load bookkeeping.
@@ -472,96 +462,33 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
     }
 
-    pub async fn summaries(&self) -> Vec<ModelSummary> {
+    /// Every model's [`ModelSnapshot`], by name.
+    pub async fn snapshots(&self) -> Vec<ModelSnapshot> {
         let mut out = Vec::new();
         for name in self.names() {
-            if let Some(d) = self.detail(&name).await {
-                out.push(ModelSummary {
-                    name: d.name,
-                    default: d.default,
-                    live_version: d.live.as_ref().map(|l| l.version),
-                    pinned: d.pinned,
-                    versions: d.versions,
-                });
+            if let Some(s) = self.snapshot(&name).await {
+                out.push(s);
             }
         }
         out
     }
 
-    pub async fn detail(&self, name: &str) -> Option<ModelDetail> {
+    /// What an operator sees of one model: its live version, pin, versions on disk, rollback
+    /// history and remembered failures.
+    pub async fn snapshot(&self, name: &str) -> Option<ModelSnapshot> {
         let entry = self.get(name)?;
         let versions = self.versions_on_disk(name).await;
-        let live = entry.live().map(|m| LiveInfo {
-            version: m.version,
-            role: m.manifest.role,
-            n_items: m.manifest.n_rows - 1,
-            n_users: m.users.as_ref().map_or(0, |u| u.len()),
-            parameters: m.manifest.parameters,
-            architecture: m.manifest.architecture.kind.clone(),
-            format_version: m.manifest.format_version,
-            engine: m.scoring.engine().map(|e| e.name()),
-            engine_build_seconds: m.engine_build_seconds,
-            created_at: m.manifest.created_at,
-            loaded_at: m
-                .loaded_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            metrics: m.manifest.metrics.clone(),
-        });
         let c = entry.control();
-        Some(ModelDetail {
+        Some(ModelSnapshot {
             name: entry.name.clone(),
             default: self.default_name() == Some(name),
-            live,
+            live: entry.live(),
             pinned: c.pinned(),
             versions,
             previous: c.previous().to_vec(),
-            load_failures: c.failures().map(LoadFailure::from).collect(),
+            failures: c.failures().cloned().collect(),
         })
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelSummary {
-    pub name: String,
-    pub default: bool,
-    pub live_version: Option<u64>,
-    pub pinned: Option<u64>,
-    /// Versions on disk, ascending.
-    pub versions: Vec<u64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LiveInfo {
-    pub version: u64,
-    pub role: Role,
-    pub n_items: usize,
-    pub n_users: usize,
-    pub parameters: u64,
-    pub architecture: String,
-    /// Bundle format: 1 (ONNX scores every row) or 2 (user encoder + item matrix).
-    pub format_version: u32,
-    /// Format 2: the scoring engine serving it (`exact`, `int8`, `ann`).
-    pub engine: Option<&'static str>,
-    /// Seconds spent loading the ONNX model and building the engine (e.g. the ANN index).
-    pub engine_build_seconds: f64,
-    pub created_at: u64,
-    pub loaded_at: u64,
-    /// Offline evaluation results recorded in the manifest.
-    pub metrics: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelDetail {
-    pub name: String,
-    pub default: bool,
-    pub live: Option<LiveInfo>,
-    pub pinned: Option<u64>,
-    pub versions: Vec<u64>,
-    /// Earlier live versions, most recent last (what rollback goes back to).
-    pub previous: Vec<u64>,
-    pub load_failures: Vec<LoadFailure>,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -1,0 +1,126 @@
+//! The registry as the HTTP API shows it (`GET /v1/models`, `GET /v1/models/{name}`): views
+//! built from [`ModelSnapshot`]s, with the `ToSchema` derives the OpenAPI document reads.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::bundle::Role;
+use crate::serving::control::Failure;
+use crate::serving::model::LoadedModel;
+use crate::serving::registry::ModelSnapshot;
+
+/// A load that failed, remembered until the version's files change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoadFailure {
+    pub version: u64,
+    /// Stable label of the cause (e.g. `checksum`, `output_shape`, `warmup`).
+    pub kind: &'static str,
+    pub error: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl From<&Failure> for LoadFailure {
+    fn from(f: &Failure) -> Self {
+        LoadFailure {
+            version: f.version,
+            kind: f.kind,
+            error: f.error.clone(),
+            at: f.at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelSummary {
+    pub name: String,
+    pub default: bool,
+    pub live_version: Option<u64>,
+    pub pinned: Option<u64>,
+    /// Versions on disk, ascending.
+    pub versions: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveInfo {
+    pub version: u64,
+    pub role: Role,
+    pub n_items: usize,
+    pub n_users: usize,
+    pub parameters: u64,
+    pub architecture: String,
+    /// Bundle format: 1 (ONNX scores every row) or 2 (user encoder + item matrix).
+    pub format_version: u32,
+    /// Format 2: the scoring engine serving it (`exact`, `int8`, `ann`).
+    pub engine: Option<&'static str>,
+    /// Seconds spent loading the ONNX model and building the engine (e.g. the ANN index).
+    pub engine_build_seconds: f64,
+    pub created_at: u64,
+    pub loaded_at: u64,
+    /// Offline evaluation results recorded in the manifest.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDetail {
+    pub name: String,
+    pub default: bool,
+    pub live: Option<LiveInfo>,
+    pub pinned: Option<u64>,
+    pub versions: Vec<u64>,
+    /// Earlier live versions, most recent last (what rollback goes back to).
+    pub previous: Vec<u64>,
+    pub load_failures: Vec<LoadFailure>,
+}
+
+impl From<&ModelSnapshot> for ModelSummary {
+    fn from(s: &ModelSnapshot) -> Self {
+        ModelSummary {
+            name: s.name.clone(),
+            default: s.default,
+            live_version: s.live.as_ref().map(|m| m.version),
+            pinned: s.pinned,
+            versions: s.versions.clone(),
+        }
+    }
+}
+
+impl From<&LoadedModel> for LiveInfo {
+    fn from(m: &LoadedModel) -> Self {
+        LiveInfo {
+            version: m.version,
+            role: m.manifest.role,
+            n_items: m.manifest.n_rows - 1,
+            n_users: m.users.as_ref().map_or(0, |u| u.len()),
+            parameters: m.manifest.parameters,
+            architecture: m.manifest.architecture.kind.clone(),
+            format_version: m.manifest.format_version,
+            engine: m.scoring.engine().map(|e| e.name()),
+            engine_build_seconds: m.engine_build_seconds,
+            created_at: m.manifest.created_at,
+            loaded_at: m
+                .loaded_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metrics: m.manifest.metrics.clone(),
+        }
+    }
+}
+
+impl From<ModelSnapshot> for ModelDetail {
+    fn from(s: ModelSnapshot) -> Self {
+        ModelDetail {
+            live: s.live.as_deref().map(LiveInfo::from),
+            load_failures: s.failures.iter().map(LoadFailure::from).collect(),
+            name: s.name,
+            default: s.default,
+            pinned: s.pinned,
+            versions: s.versions,
+            previous: s.previous,
+        }
+    }
+}
