@@ -51,7 +51,8 @@ pub fn sweep(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Result<(), Tr
     )
 }
 
-/// Line chart of `(x, y)` series with a legend, axes fitted to the data.
+/// Line chart of `(x, y)` series with a legend, axes fitted to the data. One plotters builder
+/// chain (canvas, axes, mesh, series, legend): it reads as the chart it draws, so it stays whole.
 fn lines(
     path: &Path,
     caption: &str,

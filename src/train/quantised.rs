@@ -52,7 +52,8 @@ pub struct BundleEval {
 }
 
 /// Loads both bundles, scores every user's training history with each, evaluates both on the
-/// test split and fails if the int8 scores leave the stated bound.
+/// test split and fails if the int8 scores leave the stated bound. The steps share the two
+/// bundles' scores (the large part of the memory), so they run in one function.
 pub fn compare(
     f32_dir: &Path,
     int8_dir: &Path,
