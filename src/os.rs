@@ -1,5 +1,13 @@
 //! Operating-system knobs used by more than one module.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Whole seconds from the Unix epoch to `t` (0 for a time before it): the timestamps of
+/// manifests, run directories, load failures and load times.
+pub fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Lowers the calling thread's CPU priority (nice 10 on Linux; a no-op elsewhere). Model loads
 /// and index builds run this way so that they compete less with the inference threads and the
 /// request path while a new version is prepared.

@@ -15,7 +15,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("logging", &[][..]),
         ("metrics", &[][..]),
         ("engine", &["topk", "os"][..]),
-        ("bundle", &["engine"][..]),
+        ("bundle", &["engine", "os"][..]),
         ("data", &["bundle"][..]),
         ("onnx", &["bundle", "engine"][..]),
         ("eval", &["data", "topk"][..]),
@@ -31,7 +31,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "train",
-            &["bundle", "data", "engine", "eval", "onnx", "topk"][..],
+            &["bundle", "data", "engine", "eval", "onnx", "os", "topk"][..],
         ),
     ])
 }

@@ -138,10 +138,7 @@ pub struct ItemSide {
 impl Manifest {
     /// A manifest with the contract fields filled in for a model of `n_rows` rows.
     pub fn new(name: &str, role: Role, n_rows: usize, architecture: Architecture) -> Self {
-        let created_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created_at = crate::os::unix_seconds(std::time::SystemTime::now());
         Manifest {
             format_version: FORMAT_VERSION,
             name: name.to_string(),

@@ -2,7 +2,6 @@
 //! built from [`ModelSnapshot`]s, with the `ToSchema` derives the OpenAPI document reads.
 
 use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -101,11 +100,7 @@ impl From<&LoadedModel> for LiveInfo {
             engine: m.scoring.engine().map(|e| e.name()),
             engine_build_seconds: m.engine_build_seconds,
             created_at: m.manifest.created_at,
-            loaded_at: m
-                .loaded_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            loaded_at: crate::os::unix_seconds(m.loaded_at),
             metrics: m.manifest.metrics.clone(),
         }
     }

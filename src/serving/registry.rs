@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
@@ -356,7 +356,7 @@ impl Registry {
                     version,
                     kind,
                     error: self.redact(&source.to_string()),
-                    at: unix_now(),
+                    at: crate::os::unix_seconds(SystemTime::now()),
                     fingerprint: attempt.fingerprint,
                 });
                 Err(RegistryError::Load {
@@ -489,12 +489,4 @@ impl Registry {
             failures: c.failures().cloned().collect(),
         })
     }
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

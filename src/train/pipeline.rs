@@ -311,10 +311,7 @@ fn prepare_run_dir(
         )));
     }
     let run_dir = config.run_dir.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::os::unix_seconds(std::time::SystemTime::now());
         PathBuf::from("runs").join(format!("{name}-{now}"))
     });
     std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
@@ -541,11 +538,7 @@ fn teacher_rounds(
     let ease = phases.time(&format!("{prefix}teacher: EASE (λ grid)"), || {
         teachers::ease(config, split, n_items)
     })?;
-    let mut untaught = untaught_round(ctx, sweep_trained, phases)?;
-    let mlp = untaught
-        .mlp_teacher
-        .take()
-        .expect("the round trained the MLP teacher");
+    let (mlp, untaught) = untaught_round(ctx, sweep_trained, phases)?;
     let mut models = vec![popularity, ease, mlp];
     if let Some(ext) = external {
         models.push(
@@ -572,10 +565,8 @@ fn teacher_rounds(
     Ok((models, untaught))
 }
 
-/// What the first round of a seed trained.
+/// What the first round of a seed trained besides the MLP teacher.
 struct UntaughtRound {
-    /// Taken out by [`teacher_rounds`], which places it among the teachers.
-    mlp_teacher: Option<Trained>,
     /// The MLP teacher's final hidden user vectors (hidden-KD targets).
     teacher_reps: Vec<f32>,
     plain_student: Trained,
@@ -591,7 +582,7 @@ fn untaught_round(
     ctx: &SeedCtx<'_>,
     sweep_trained: &[&(usize, MlpSpec)],
     phases: &mut Phases,
-) -> Result<UntaughtRound, TrainError> {
+) -> Result<(Trained, UntaughtRound), TrainError> {
     let mut jobs: Vec<Untaught<'_>> = sweep_trained
         .iter()
         .map(|(dim, spec)| Untaught::Student(spec, format!("sweep-d{dim}")))
@@ -613,12 +604,14 @@ fn untaught_round(
         .into_iter();
     let (mlp_teacher, teacher_reps) = done.next_back().expect("the teacher job ran");
     let (plain_student, _) = done.next_back().expect("the student job ran");
-    Ok(UntaughtRound {
-        mlp_teacher: Some(mlp_teacher),
-        teacher_reps,
-        plain_student,
-        sweep_plain: done.map(|(t, _)| t).collect(),
-    })
+    Ok((
+        mlp_teacher,
+        UntaughtRound {
+            teacher_reps,
+            plain_student,
+            sweep_plain: done.map(|(t, _)| t).collect(),
+        },
+    ))
 }
 
 /// What the KD round trained: one row per variant, and the sweep's KD twins when the variant
