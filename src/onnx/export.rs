@@ -150,27 +150,39 @@ fn mean_mlp(g: &mut GraphBuilder, w: &MeanMlpWeights) {
 /// The exported embedding table has row 0 (padding) set to zero, so the sum of the gathered
 /// rows already is the masked sum: no `[B, L, d]` mask product per call. Row 0 never
 /// contributes to the masked mean being exported, so this changes no output; only the count of
-/// real rows needs the mask, which went through tract's generic broadcasting. The ML-100K
-/// student's encoder (`cargo bench --bench recommend`, `ml100k/v2/encoder` rows, the previous
-/// export against this one): 16.5 → 14.7 µs per call at batch 1, 79.6 → 55.4 µs at batch 32.
+/// real rows needs the mask.
+///
+/// The history is transposed before the gather, so the rows to sum lie along the *leading*
+/// axis of `[L, B, d]`. tract 0.23 sums a leading axis of a contiguous f32 tensor as plain
+/// column sums; the middle axis of `[B, L, d]` went through ndarray's generic `sum_axis`, one
+/// strided `[B, d]` view per history position. Same values up to rounding: tract adds the
+/// rows in blocks of 32,768 / (B · d) (a different order only once B · d · L passes 32,768
+/// floats). The ML-100K student's encoder, old bundle against new: README.md, "Results".
 fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
     let mask = mask(g);
     let mut table = w.embedding.clone();
     table[..w.dim].fill(0.0);
     let emb = g.weight("embedding", w.n_rows, w.dim, &table);
+    let history_t = g.node(
+        "Transpose",
+        &[INPUT_NAME],
+        "history_t",
+        vec![attr_ints("perm", &[1, 0])],
+    );
     let gathered = g.node(
         "Gather",
-        &[&emb, INPUT_NAME],
+        &[&emb, &history_t],
         "gathered",
         vec![attr_int("axis", 0)],
     );
-    let axes1 = g.init_i64("axes_1", &[1], &[1]);
+    let axes0 = g.init_i64("axes_0", &[1], &[0]);
     let summed = g.node(
         "ReduceSum",
-        &[&gathered, &axes1],
+        &[&gathered, &axes0],
         "summed",
         vec![attr_int("keepdims", 0)],
     );
+    let axes1 = g.init_i64("axes_1", &[1], &[1]);
     let count = g.node(
         "ReduceSum",
         &[&mask, &axes1],
@@ -360,6 +372,15 @@ fn value_info(name: &str, dt: DataType, dims: &[Dim]) -> ValueInfoProto {
             })),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: ints.to_vec(),
         ..Default::default()
     }
 }
