@@ -11,7 +11,6 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, MatchedPath, Request};
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use prost::Message;
 
@@ -44,6 +43,13 @@ impl Format {
 
 /// The format of the request body, or `None` for an unsupported or missing content type.
 pub fn request_format(headers: &HeaderMap) -> Option<Format> {
+    // The two spellings clients send almost always, without a MIME parse (the handler, the
+    // edge middleware and the answer each ask).
+    match headers.get(header::CONTENT_TYPE)?.as_bytes() {
+        b"application/json" => return Some(Format::Json),
+        b"application/x-protobuf" => return Some(Format::Protobuf),
+        _ => {}
+    }
     let m = content_type(headers)?;
     [Format::Protobuf, Format::Json]
         .into_iter()
@@ -235,20 +241,20 @@ pub fn encode_response(r: &RecommendResponse) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Re-encodes the error bodies of `POST /recommend` as `ErrorBody` for clients that negotiated
-/// protobuf. A layer rather than a handler concern so that errors raised before or around the
-/// handler (415/413/400 from the extractor, the timeout middleware's 503) follow it too.
-pub async fn error_bodies(req: Request, next: Next) -> Response {
-    let protobuf = req
-        .extensions()
+/// Whether an error answer to `req` must be re-encoded as protobuf ([`protobuf_error_body`]):
+/// a `POST /recommend` whose client negotiated protobuf.
+pub fn wants_protobuf_errors(req: &Request) -> bool {
+    req.extensions()
         .get::<MatchedPath>()
         .is_some_and(|p| p.as_str() == "/recommend")
-        && response_format(req.headers()) == Format::Protobuf;
-    let response = next.run(req).await;
-    let Some(info) = protobuf
-        .then(|| response.extensions().get::<ErrorInfo>().cloned())
-        .flatten()
-    else {
+        && response_format(req.headers()) == Format::Protobuf
+}
+
+/// Re-encodes an error body as `ErrorBody`; any other answer is returned as it is. Applied by
+/// the router's edge middleware rather than the handler, so that errors raised before or around
+/// the handler (415/413/400 from the extractor, the request deadline's 503) follow it too.
+pub fn protobuf_error_body(response: Response) -> Response {
+    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
         return response;
     };
     let body = v1::ErrorBody {

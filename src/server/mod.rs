@@ -54,6 +54,7 @@ mod codec;
 pub mod config;
 mod errors;
 mod extract;
+mod json_body;
 mod listen;
 mod openapi;
 mod router;

@@ -42,28 +42,42 @@ pub fn admin_router(state: AppState) -> Router {
     finish(routes::admin::routes(state.clone()), state)
 }
 
-/// Layers shared by both listeners. Order (outermost first): metrics, protobuf error bodies
-/// (outside the timeout so its 503 is re-encoded too), timeout, body limit.
+/// Layers shared by both listeners: the body limit, and one edge middleware ([`edge`]).
 fn finish(app: Router<AppState>, state: AppState) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
-        .layer(middleware::from_fn(codec::error_bodies))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
-/// The one place HTTP metrics are recorded, labelled by route template (never the raw path).
-async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// Everything around a handler, outermost first: HTTP metrics, protobuf error bodies (outside
+/// the deadline, so its 503 is re-encoded too), the request deadline. One middleware rather
+/// than three: each `from_fn` layer clones and boxes the inner service on every request.
+async fn edge(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map(MatchedPath::as_str);
     let method = method_label(req.method());
-    let response = next.run(req).await;
-    let route = route.as_deref().unwrap_or("unmatched");
+    let protobuf_errors = codec::wants_protobuf_errors(&req);
+    let deadline = deadline(&st, route);
+
+    let response = match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let response = if protobuf_errors {
+        codec::protobuf_error_body(response)
+    } else {
+        response
+    };
+    track(&st, route, method, &response, start);
+    response
+}
+
+/// The one place HTTP metrics are recorded, labelled by route template (never the raw path).
+fn track(st: &AppState, route: Option<&str>, method: &str, response: &Response, start: Instant) {
+    let route = route.unwrap_or("unmatched");
     st.metrics
         .http_requests
         .with_label_values(&[route, method, response.status().as_str()])
@@ -72,7 +86,18 @@ async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response
         .http_duration
         .with_label_values(&[route, method])
         .observe(start.elapsed().as_secs_f64());
-    response
+}
+
+/// Whole-request deadline. Dropping the handler future also closes its reply channel, so the
+/// batcher skips the job if it has not run yet. Admin routes load models, which has its own
+/// deadline (`--load-timeout-ms`, enforced by the registry); the request deadline must not cut
+/// such a load short, so they get both.
+fn deadline(st: &AppState, route: Option<&str>) -> std::time::Duration {
+    if route.is_some_and(|r| r.starts_with("/admin/")) {
+        st.config.load_timeout() + st.config.request_timeout()
+    } else {
+        st.config.request_timeout()
+    }
 }
 
 /// The `method` label: the standard methods by name, anything else `other` (any token is
@@ -89,26 +114,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::TRACE => "TRACE",
         Method::CONNECT => "CONNECT",
         _ => "other",
-    }
-}
-
-/// Whole-request deadline. Dropping the handler future also closes its reply channel, so the
-/// batcher skips the job if it has not run yet. Admin routes load models, which has its own
-/// deadline (`--load-timeout-ms`, enforced by the registry); the request deadline must not cut
-/// such a load short, so they get both.
-async fn timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let is_admin = req
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|p| p.as_str().starts_with("/admin/"));
-    let deadline = if is_admin {
-        st.config.load_timeout() + st.config.request_timeout()
-    } else {
-        st.config.request_timeout()
-    };
-    match tokio::time::timeout(deadline, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::server::api::{
 };
 use crate::server::codec::{self, Format, RecommendBody};
 use crate::server::errors::ApiError;
+use crate::server::json_body;
 use crate::server::state::AppState;
 use crate::serving::batcher::Job;
 use crate::serving::model::LoadedModel;
@@ -145,12 +146,7 @@ fn respond(
     };
     let (bytes, content_type) = match format {
         Format::Protobuf => (codec::encode_response(&body), codec::CONTENT_TYPE),
-        Format::Json => match serde_json::to_vec(&body) {
-            Ok(b) => (b, "application/json"),
-            Err(e) => {
-                return ApiError::Internal(format!("serializing a response: {e}")).into_response()
-            }
-        },
+        Format::Json => (json_body::recommend_response(&body), "application/json"),
     };
     let mut response = bytes.into_response();
     let h = response.headers_mut();
