@@ -1,8 +1,11 @@
 //! The HTTP recommendation server (the only module that knows axum).
 //!
 //! - [`config`]: the `Config` (flags + env vars) and its start-up checks.
-//! - `http` / `recommend` / `admin`: routes, handlers, middleware; `errors` / `extract`: the
-//!   error format; `protobuf`: protobuf bodies and content negotiation for `/recommend`.
+//! - `router`: every route and the one edge middleware (metrics, protobuf error bodies,
+//!   deadline); `routes/`: the handlers (`recommend`, `status`, `admin`, `floor`).
+//! - `api`: the request and answer types and their checks; `errors` / `extract`: the error
+//!   format and the JSON body extractor; `codec`: protobuf bodies and content negotiation;
+//!   `json_body`: the JSON answer of `/recommend`, written directly.
 //! - `views`: the registry as `GET /v1/models` shows it. The registry itself (live version per
 //!   model, hot swap, polling, admin operations), loading one version, batching and ranking are
 //!   the serving core ([`crate::serving`]), which knows no HTTP.
