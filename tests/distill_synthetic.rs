@@ -54,7 +54,7 @@ fn every_model_is_trained_reported_exported_and_parity_checked() {
         "--sweep-dims",
         "2,4",
     ]);
-    let report = run(config).unwrap();
+    let report = run(config).unwrap().into_dense();
 
     let names: Vec<&str> = report.main.models.iter().map(|m| m.name.as_str()).collect();
     for want in [

@@ -12,7 +12,10 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", config.threads.to_string());
     }
     let data = config.data.clone();
-    distilrec::train::run(config)
+    let outcome = distilrec::train::run(config)
         .with_context(|| format!("distillation on {} failed", data.display()))?;
+    for line in outcome.summary() {
+        eprintln!("{line}");
+    }
     Ok(())
 }

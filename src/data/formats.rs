@@ -61,13 +61,18 @@ fn perr(path: &Path, line: usize, message: impl Into<String>) -> DataError {
     }
 }
 
-/// Text of a data file; MovieLens' older files are Latin-1, which maps byte-for-char.
-fn decode(bytes: &[u8]) -> String {
+/// Text of a data file, borrowed when it is UTF-8; MovieLens' older files are Latin-1, which
+/// maps byte-for-char.
+fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => std::borrow::Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
     }
 }
+
+/// Where parsed records go, one at a time (the reader interns ids as it goes, so no
+/// per-record strings are kept).
+pub(crate) type Sink<'s> = dyn FnMut(RawRecord<'_>) -> Result<(), DataError> + 's;
 
 fn field_rating(path: &Path, line: usize, s: &str) -> Result<f32, DataError> {
     s.trim()
@@ -98,27 +103,33 @@ fn field_id<'a>(path: &Path, line: usize, what: &str, s: &'a str) -> Result<&'a 
     Ok(s)
 }
 
+/// Parses `bytes` as `format`, handing each record to `sink` in file order.
 pub(crate) fn parse(
     path: &Path,
     bytes: &[u8],
     format: Format,
-) -> Result<Vec<RawRecord>, DataError> {
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     match format {
         Format::Auto => unreachable!("Format::resolve never returns Auto"),
-        Format::MovielensUData => parse_separated(path, bytes, "\t"),
-        Format::MovielensRatingsDat => parse_separated(path, bytes, "::"),
-        Format::RecboleInter => parse_inter(path, bytes),
-        Format::Csv => parse_csv(path, bytes),
-        Format::Parquet => parse_parquet(path, bytes),
+        Format::MovielensUData => parse_separated(path, bytes, "\t", sink),
+        Format::MovielensRatingsDat => parse_separated(path, bytes, "::", sink),
+        Format::RecboleInter => parse_inter(path, bytes, sink),
+        Format::Csv => parse_csv(path, bytes, sink),
+        Format::Parquet => parse_parquet(path, bytes, sink),
     }
 }
 
 /// Headerless files with the fixed column order user, item, rating, timestamp.
-fn parse_separated(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<RawRecord>, DataError> {
+fn parse_separated(
+    path: &Path,
+    bytes: &[u8],
+    sep: &str,
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     let text = decode(bytes);
     let idx = [0, 1, 2, 3];
     let width = 4;
-    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         if line.trim().is_empty() {
@@ -136,17 +147,18 @@ fn parse_separated(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<RawRecord
                 ),
             ));
         }
-        out.push(RawRecord {
-            user: field_id(path, lineno, "user", fields[idx[0]])?.to_string(),
-            item: field_id(path, lineno, "item", fields[idx[1]])?.to_string(),
+        sink(RawRecord {
+            line: lineno,
+            user: field_id(path, lineno, "user", fields[idx[0]])?,
+            item: field_id(path, lineno, "item", fields[idx[1]])?,
             rating: field_rating(path, lineno, fields[idx[2]])?,
             timestamp: field_timestamp(path, lineno, fields[idx[3]])?,
-        });
+        })?;
     }
-    Ok(out)
+    Ok(())
 }
 
-fn parse_inter(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+fn parse_inter(path: &Path, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), DataError> {
     let text = decode(bytes);
     let header = text
         .lines()
@@ -173,10 +185,11 @@ fn parse_inter(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
             rating,
             timestamp,
         },
+        sink,
     )
 }
 
-fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+fn parse_csv(path: &Path, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), DataError> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let headers = reader
         .headers()
@@ -184,17 +197,24 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
         .clone();
     let names: Vec<&str> = headers.iter().collect();
     let cols = columns_by_name(&names).map_err(|m| perr(path, 1, format!("CSV header {m}")))?;
-    let mut out = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
+    // One record buffer reused for every line.
+    let mut rec = csv::StringRecord::new();
+    let mut i = 0;
+    loop {
         let lineno = i + 2;
-        let rec = rec.map_err(|e| perr(path, lineno, format!("malformed CSV: {e}")))?;
+        i += 1;
+        match reader.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(perr(path, lineno, format!("malformed CSV: {e}"))),
+        }
         let get = |col: usize, what: &str| {
             rec.get(col)
                 .ok_or_else(|| perr(path, lineno, format!("missing {what} field")))
         };
-        out.push(record(path, lineno, &cols, get)?);
+        sink(record(path, lineno, &cols, get)?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Columns of a headed file (CSV header, Parquet schema) by name, case, `_` and spaces ignored.
@@ -215,7 +235,7 @@ fn columns_by_name(names: &[&str]) -> Result<Columns, String> {
 }
 
 #[cfg(feature = "train")]
-fn parse_parquet(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+fn parse_parquet(path: &Path, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), DataError> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     let invalid = |message: String| DataError::Invalid {
@@ -230,7 +250,6 @@ fn parse_parquet(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError>
     let rows = reader
         .get_row_iter(None)
         .map_err(|e| invalid(format!("cannot read the Parquet rows: {e}")))?;
-    let mut out = Vec::new();
     for (i, row) in rows.enumerate() {
         let n = i + 1;
         let row = row.map_err(|e| perr(path, n, format!("unreadable Parquet row: {e}")))?;
@@ -241,13 +260,13 @@ fn parse_parquet(path: &Path, bytes: &[u8]) -> Result<Vec<RawRecord>, DataError>
                 .map(String::as_str)
                 .ok_or_else(|| perr(path, n, format!("missing {what} field")))
         };
-        out.push(record(path, n, &cols, get)?);
+        sink(record(path, n, &cols, get)?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(not(feature = "train"))]
-fn parse_parquet(path: &Path, _bytes: &[u8]) -> Result<Vec<RawRecord>, DataError> {
+fn parse_parquet(path: &Path, _bytes: &[u8], _sink: &mut Sink<'_>) -> Result<(), DataError> {
     Err(DataError::Invalid {
         path: path.to_path_buf(),
         message: "this build has no Parquet reader (it comes with the `train` feature)".into(),
@@ -282,10 +301,11 @@ fn record<'a>(
     lineno: usize,
     cols: &Columns,
     get: impl Fn(usize, &str) -> Result<&'a str, DataError>,
-) -> Result<RawRecord, DataError> {
+) -> Result<RawRecord<'a>, DataError> {
     Ok(RawRecord {
-        user: field_id(path, lineno, "user", get(cols.user, "user")?)?.to_string(),
-        item: field_id(path, lineno, "item", get(cols.item, "item")?)?.to_string(),
+        line: lineno,
+        user: field_id(path, lineno, "user", get(cols.user, "user")?)?,
+        item: field_id(path, lineno, "item", get(cols.item, "item")?)?,
         rating: match cols.rating {
             Some(c) => field_rating(path, lineno, get(c, "rating")?)?,
             None => 1.0,
@@ -302,8 +322,8 @@ fn parse_with_optional(
     text: &str,
     sep: char,
     cols: Columns,
-) -> Result<Vec<RawRecord>, DataError> {
-    let mut out = Vec::new();
+    sink: &mut Sink<'_>,
+) -> Result<(), DataError> {
     for (i, line) in text.lines().enumerate().skip(1) {
         let lineno = i + 1;
         if line.trim().is_empty() {
@@ -319,9 +339,9 @@ fn parse_with_optional(
                 )
             })
         };
-        out.push(record(path, lineno, &cols, get)?);
+        sink(record(path, lineno, &cols, get)?)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Item titles from the sibling file of the format, when it exists. A present but malformed

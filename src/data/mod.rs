@@ -29,31 +29,52 @@ pub fn read_interactions(
     })?;
     let sha256 = crate::bundle::sha256_hex(&bytes);
     let format = format.resolve(path);
-    let raw = formats::parse(path, &bytes, format)?;
+    // Ids are interned as records stream out of the parser: only one copy of each distinct id
+    // and a 24-byte record per interaction are kept.
     let mut user_index: HashMap<String, u32> = HashMap::new();
     let mut item_index: HashMap<String, u32> = HashMap::new();
     let mut user_ids = Vec::new();
     let mut item_ids = Vec::new();
-    let mut records = Vec::with_capacity(raw.len());
-    for r in raw {
-        if min_rating.is_some_and(|m| r.rating < m) {
-            continue;
+    let mut records = Vec::new();
+    let intern = |index: &mut HashMap<String, u32>, ids: &mut Vec<String>, id: &str| -> u32 {
+        if let Some(&i) = index.get(id) {
+            return i;
         }
-        let user = *user_index.entry(r.user.clone()).or_insert_with(|| {
-            user_ids.push(r.user);
-            (user_ids.len() - 1) as u32
-        });
-        let item = *item_index.entry(r.item.clone()).or_insert_with(|| {
-            item_ids.push(r.item);
-            (item_ids.len() - 1) as u32
-        });
+        let i = ids.len() as u32;
+        ids.push(id.to_string());
+        index.insert(id.to_string(), i);
+        i
+    };
+    formats::parse(path, &bytes, format, &mut |r| {
+        if min_rating.is_some_and(|m| r.rating < m) {
+            return Ok(());
+        }
+        for (what, id) in [("user", r.user), ("item", r.item)] {
+            // Bundles store ids one per line, tab-separated: such an id would be split or
+            // merged with another on the way to the server.
+            if id.contains(['\t', '\n', '\r']) {
+                return Err(DataError::Parse {
+                    path: path.to_path_buf(),
+                    line: r.line,
+                    message: format!(
+                        "{what} id {id:?} contains a tab or line break, which model bundles \
+                         cannot store"
+                    ),
+                });
+            }
+        }
+        let user = intern(&mut user_index, &mut user_ids, r.user);
+        let item = intern(&mut item_index, &mut item_ids, r.item);
         records.push(Interaction {
             user,
             item,
             rating: r.rating,
             timestamp: r.timestamp,
         });
-    }
+        Ok(())
+    })?;
+    drop(bytes);
+    records.shrink_to_fit();
     if records.is_empty() {
         return Err(DataError::Invalid {
             path: path.to_path_buf(),

@@ -51,10 +51,12 @@ impl Interactions {
     }
 }
 
-/// One parsed line before ids are made dense.
-pub(crate) struct RawRecord {
-    pub user: String,
-    pub item: String,
+/// One parsed line before ids are made dense (borrowing the file's text).
+pub(crate) struct RawRecord<'a> {
+    /// Line (or Parquet row) number, 1-based, for error messages.
+    pub line: usize,
+    pub user: &'a str,
+    pub item: &'a str,
     pub rating: f32,
     pub timestamp: i64,
 }

@@ -25,7 +25,7 @@ pub mod synthetic;
 use serde::{Deserialize, Serialize};
 
 pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query};
-pub use matrix::{quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
+pub use matrix::{dot, quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -15,6 +15,28 @@ pub enum StudentFormat {
     FullScores,
 }
 
+/// Which trainer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Dense for small catalogues that fit (≤ 4,096 items), sampled otherwise.
+    Auto,
+    /// Full-softmax training, EASE, dense KD targets: O(users × items) and O(items²) memory.
+    Dense,
+    /// Sampled softmax, top-K KD targets, streaming evaluation: scales to 10^5–10^6 items.
+    Sampled,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Dense => "dense",
+            Mode::Sampled => "sampled",
+        }
+    }
+}
+
 /// Which teacher the students distil from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,4 +263,82 @@ pub struct Config {
     /// ann. The report evaluates all three either way.
     #[arg(long, env = "DISTILREC_STUDENT_ENGINE", default_value = "exact")]
     pub student_engine: crate::engine::EngineKind,
+    /// Trainer: `dense` (full softmax, EASE, dense KD targets; small catalogues), `sampled`
+    /// (sampled softmax, top-K KD targets, streaming evaluation; any catalogue), or `auto`
+    /// (dense up to 4,096 items when its plan fits the memory budget, else sampled).
+    #[arg(long, env = "DISTILREC_MODE", value_enum, default_value = "auto")]
+    pub mode: Mode,
+    /// Memory budget of the job (e.g. 8G, 512M). The plan printed at start must fit it, or the
+    /// job stops before training anything. Default: the machine's available memory.
+    #[arg(long, env = "DISTILREC_MAX_MEMORY", value_parser = super::plan::parse_bytes)]
+    pub max_memory: Option<u64>,
+    /// Sampled trainer: negatives per step, shared by the batch (logQ-corrected). A catalogue
+    /// no larger than this is trained with the exact full softmax.
+    #[arg(long, env = "DISTILREC_NEGATIVES", default_value_t = 1024)]
+    pub negatives: usize,
+    /// Sampled trainer: smoothing exponent of the negative distribution (count^α).
+    #[arg(long, env = "DISTILREC_SAMPLER_ALPHA", default_value_t = 0.75)]
+    pub sampler_alpha: f64,
+    /// Sampled trainer: true items per user and step.
+    #[arg(long, env = "DISTILREC_SAMPLED_TARGETS", default_value_t = 32)]
+    pub sampled_targets: usize,
+    /// Sampled trainer: users per step.
+    #[arg(long, env = "DISTILREC_SAMPLED_BATCH_SIZE", default_value_t = 256)]
+    pub sampled_batch_size: usize,
+    /// Sampled trainer: Adam learning rate.
+    #[arg(long, env = "DISTILREC_SAMPLED_LR", default_value_t = 2e-3)]
+    pub sampled_lr: f64,
+    /// Sampled trainer: Adam learning rate of the teacher (lower than the students': the wide
+    /// teacher peaks early and below a 24-wide student at 2e-3 on a 20k-item log, and above it
+    /// at 5e-4; docs/bench-runs/2026-12-07-sampled-trainer.md).
+    #[arg(long, env = "DISTILREC_SAMPLED_TEACHER_LR", default_value_t = 5e-4)]
+    pub sampled_teacher_lr: f64,
+    /// Sampled trainer: AdamW's decoupled weight decay (embedding rows decay when a step uses
+    /// them).
+    #[arg(long, env = "DISTILREC_SAMPLED_WEIGHT_DECAY", default_value_t = 0.0)]
+    pub sampled_weight_decay: f64,
+    /// Sampled trainer: epoch budget of every model.
+    #[arg(long, env = "DISTILREC_SAMPLED_MAX_EPOCHS", default_value_t = 40)]
+    pub sampled_max_epochs: usize,
+    /// Sampled trainer: stop after this many epochs without a better validation NDCG@10.
+    #[arg(long, env = "DISTILREC_SAMPLED_PATIENCE", default_value_t = 5)]
+    pub sampled_patience: usize,
+    /// Sampled trainer: hidden layer widths of the teacher (its embedding width is
+    /// --teacher-dim). One layer generalises better than the dense trainer's two on ML-100K
+    /// (test NDCG@10 0.305 vs 0.282 at input dropout 0.7; docs/bench-runs).
+    #[arg(
+        long,
+        env = "DISTILREC_SAMPLED_TEACHER_HIDDEN",
+        value_delimiter = ',',
+        default_value = "256"
+    )]
+    pub sampled_teacher_hidden: Vec<usize>,
+    /// Sampled trainer: student widths (embedding and hidden layers) of the size sweep; widths
+    /// above --max-param-ratio of the teacher are left out. Each trains with and without KD.
+    #[arg(
+        long,
+        env = "DISTILREC_SAMPLED_SWEEP_DIMS",
+        value_delimiter = ',',
+        default_value = "8,16,24"
+    )]
+    pub sampled_sweep_dims: Vec<usize>,
+    /// Sampled trainer: users whose full-ranking validation NDCG@10 drives early stopping.
+    #[arg(long, env = "DISTILREC_EVAL_USERS", default_value_t = 3000)]
+    pub eval_users: usize,
+    /// Sampled trainer: length of the teacher's top-K list per user (KD targets).
+    #[arg(long, env = "DISTILREC_KD_TOP_K", default_value_t = 100)]
+    pub kd_top_k: usize,
+    /// Sampled trainer: random items added to each user's logit-KD set.
+    #[arg(long, env = "DISTILREC_KD_RANDOM", default_value_t = 32)]
+    pub kd_random: usize,
+    /// Sampled trainer: the student's own current top items added to each user's logit-KD set.
+    #[arg(long, env = "DISTILREC_KD_STUDENT_TOP", default_value_t = 20)]
+    pub kd_student_top: usize,
+    /// Sampled trainer: epochs between refreshes of the student's top items.
+    #[arg(long, env = "DISTILREC_KD_REFRESH_EPOCHS", default_value_t = 2)]
+    pub kd_refresh_epochs: usize,
+    /// Sampled trainer: the exported student is the smallest KD student whose validation
+    /// NDCG@10 keeps this share of the teacher's (else the best one).
+    #[arg(long, env = "DISTILREC_TARGET_QUALITY", default_value_t = 0.97)]
+    pub target_quality: f64,
 }

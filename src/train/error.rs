@@ -35,6 +35,8 @@ pub enum TrainError {
     },
     #[error("plot: {0}")]
     Plot(String),
+    #[error("the job does not fit: {0}")]
+    Plan(String),
 }
 
 impl TrainError {

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::config::{Config, StudentFormat, TeacherChoice};
+use super::config::{Config, Mode, StudentFormat, TeacherChoice};
+use super::plan;
+use super::sampled::report::SampledReport;
 use super::error::TrainError;
 use super::external::ExternalTeacher;
 use super::fit::TrainOpts;
@@ -93,6 +95,28 @@ fn validate(config: &Config) -> Result<(), TrainError> {
     if config.teacher == TeacherChoice::External && config.teacher_bundle.is_none() {
         return bad("--teacher external needs --teacher-bundle");
     }
+    if config.negatives == 0
+        || config.sampled_batch_size == 0
+        || config.sampled_max_epochs == 0
+        || config.sampled_patience == 0
+        || config.sampled_targets == 0
+        || config.eval_users == 0
+        || config.kd_refresh_epochs == 0
+    {
+        return bad(
+            "--negatives, --sampled-batch-size, --sampled-max-epochs, --sampled-patience, \
+             --sampled-targets, --eval-users and --kd-refresh-epochs must be at least 1",
+        );
+    }
+    if config.sampled_teacher_hidden.contains(&0) || config.sampled_sweep_dims.contains(&0) {
+        return bad("--sampled-teacher-hidden and --sampled-sweep-dims must be at least 1");
+    }
+    if !(config.sampled_lr > 0.0 && config.sampled_teacher_lr > 0.0 && config.sampled_weight_decay >= 0.0) {
+        return bad("--sampled-lr and --sampled-teacher-lr must be positive, --sampled-weight-decay not negative");
+    }
+    if !(config.target_quality > 0.0 && config.target_quality <= 1.0) {
+        return bad("--target-quality must be in (0, 1]");
+    }
     Ok(())
 }
 
@@ -112,11 +136,76 @@ fn specs(config: &Config) -> (MlpSpec, MlpSpec) {
     )
 }
 
+/// What a job produced: the dense trainer's report or the sampled trainer's.
+#[derive(Debug)]
+pub enum Outcome {
+    Dense(Box<Report>),
+    Sampled(Box<SampledReport>),
+}
+
+impl Outcome {
+    /// The dense trainer's report; panics for a sampled job (tests that pin `--mode dense`).
+    pub fn into_dense(self) -> Report {
+        match self {
+            Outcome::Dense(r) => *r,
+            Outcome::Sampled(_) => panic!("the job ran the sampled trainer"),
+        }
+    }
+
+    /// Lines for the end of the job's output: where the report is and what needs attention.
+    pub fn summary(&self) -> Vec<String> {
+        match self {
+            Outcome::Dense(r) => {
+                let mut v = vec![format!(
+                    "teacher {} test NDCG@10 {:.4}; KD student {} {:.4} ({:.1} % of the teacher)",
+                    r.main.ratios.teacher,
+                    r.main.ratios.teacher_test_ndcg10,
+                    r.main.ratios.kd_student,
+                    r.main.ratios.kd_student_test_ndcg10,
+                    100.0 * r.main.ratios.ndcg_ratio
+                )];
+                v.extend(r.kd_warnings().into_iter().map(|w| format!("WARNING {w}")));
+                v
+            }
+            Outcome::Sampled(r) => {
+                let mut v: Vec<String> = r
+                    .models
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{:<20} params {:>11}  test NDCG@10 {:.4}",
+                            m.name,
+                            m.parameters,
+                            m.test.get("ndcg@10").copied().unwrap_or(f64::NAN)
+                        )
+                    })
+                    .collect();
+                v.push(format!("exported student: {}", r.exported_student));
+                v.extend(r.warnings.iter().map(|w| format!("WARNING {w}")));
+                v
+            }
+        }
+    }
+}
+
 /// Runs the whole job; see the module docs of [`crate::train`].
-pub fn run(mut config: Config) -> Result<Report, TrainError> {
+pub fn run(mut config: Config) -> Result<Outcome, TrainError> {
     let started = Instant::now();
     apply_preset(&mut config);
     validate(&config)?;
+    let budget = plan::budget(&config);
+    let file_bytes = std::fs::metadata(&config.data)
+        .map_err(|e| TrainError::io(&config.data, e))?
+        .len();
+    if plan::read_bytes(file_bytes) > budget {
+        return Err(TrainError::Plan(format!(
+            "reading {} ({}) needs about {}, over --max-memory {}",
+            config.data.display(),
+            plan::human_bytes(file_bytes),
+            plan::human_bytes(plan::read_bytes(file_bytes)),
+            plan::human_bytes(budget)
+        )));
+    }
     let mut phases = Phases::default();
     let data = phases.time("read data", || {
         Ok(read_interactions(
@@ -125,8 +214,26 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
             config.min_rating,
         )?)
     })?;
+    let shape = plan::Shape {
+        users: data.n_users(),
+        items: data.n_items(),
+        interactions: data.records.len(),
+    };
+    let plan = plan::make(&config, shape, budget, plan::gemm_rate());
+    eprintln!("{}", plan.to_text());
+    plan.check()?;
     let name = config.name.clone().unwrap_or_else(|| data.name.clone());
     let run_dir = prepare_run_dir(&config, &name, &data)?;
+    if plan.mode != Mode::Dense {
+        let read_seconds = phases.0.iter().map(|p| p.seconds).sum();
+        let report = super::sampled::run(&config, &data, &plan, &run_dir, &name, read_seconds)?;
+        tracing::info!(
+            seconds = format!("{:.1}", report.total_seconds),
+            report = %run_dir.join("report.md").display(),
+            "done"
+        );
+        return Ok(Outcome::Sampled(Box::new(report)));
+    }
     let external = match &config.teacher_bundle {
         Some(dir) => Some(phases.time("teacher bundle", || load_external(dir, &data))?),
         None => None,
@@ -157,7 +264,9 @@ pub fn run(mut config: Config) -> Result<Report, TrainError> {
     let mut outcome = job.publish_main(&main, &mut phases)?;
     let extra = extra_seeds(&config, &data, &main, job.external, &mut phases)?;
     outcome.result.seconds = main.seconds;
-    job.finish(outcome, extra, phases, started)
+    Ok(Outcome::Dense(Box::new(job.finish(
+        outcome, extra, phases, started,
+    )?)))
 }
 
 /// What every phase after the main seed's training reads.

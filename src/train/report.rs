@@ -291,6 +291,35 @@ impl Report {
                 None => "**not met** by any width above.".to_string(),
             }
         );
+        for w in self.kd_warnings() {
+            let _ = writeln!(s, "\n**{w}**");
+        }
+    }
+
+    /// KD rows that ended below their no-KD twin (main seed): a KD student never hurts
+    /// silently.
+    pub fn kd_warnings(&self) -> Vec<String> {
+        let r = &self.main.ratios;
+        let mut out = Vec::new();
+        if r.kd_gain < 0.0 {
+            out.push(format!(
+                "KD HURT: `{}` test NDCG@10 {:.4} is {:.1} % below the no-KD student's {:.4}",
+                r.kd_student,
+                r.kd_student_test_ndcg10,
+                -100.0 * r.kd_gain,
+                r.student_test_ndcg10
+            ));
+        }
+        for p in self.main.sweep.iter().filter(|p| p.kd_gain < 0.0) {
+            out.push(format!(
+                "KD HURT at width {}: test NDCG@10 {:.4} is {:.1} % below its no-KD twin's {:.4}",
+                p.dim,
+                p.kd_test_ndcg10,
+                -100.0 * p.kd_gain,
+                p.student_test_ndcg10
+            ));
+        }
+        out
     }
 }
 

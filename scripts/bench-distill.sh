@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# distill at catalogue scale: generates synthetic logs with planted structure
+# (examples/synth_log.rs), runs the README's default `distill` command on each under
+# /usr/bin/time, and writes one table (wall time, peak RSS, the plan's peak, phase times,
+# NDCG@10 of every model) to docs/bench-runs/distill-scale.md and into BENCHMARKS.md.
+#
+#   scripts/bench-distill.sh                 # ml100k 9k 20k 100k
+#   SIZES="9k 20k" scripts/bench-distill.sh  # a subset
+#
+# Sizes: ml100k = data/ml-100k.inter (scripts/fetch-ml100k.sh); 9k = 671 users / 9,000 items /
+# 100k interactions (the shape of MovieLens' ml-latest-small); 20k = 50k users / 20k items / 2M;
+# 100k = 200k users / 100k items / 10M. Extra `distill` flags: DISTILL_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"ml100k 9k 20k 100k"}
+WORK=${WORK:-/tmp/distilrec-bench-distill}
+OUT=docs/bench-runs/distill-scale.md
+mkdir -p "$WORK" docs/bench-runs
+
+cargo build --release --bin distill --example synth_log >&2
+BIN=target/release/distill
+GEN=target/release/examples/synth_log
+
+log_for() {
+  case "$1" in
+    ml100k) scripts/fetch-ml100k.sh data >&2; echo data/ml-100k.inter ;;
+    9k) [[ -s $WORK/log-9k.csv ]] || $GEN --users 671 --items 9000 --interactions 100000 --out "$WORK/log-9k.csv" >&2
+        echo "$WORK/log-9k.csv" ;;
+    20k) [[ -s $WORK/log-20k.csv ]] || $GEN --users 50000 --items 20000 --interactions 2000000 --out "$WORK/log-20k.csv" >&2
+         echo "$WORK/log-20k.csv" ;;
+    100k) [[ -s $WORK/log-100k.csv ]] || $GEN --users 200000 --items 100000 --interactions 10000000 --out "$WORK/log-100k.csv" >&2
+          echo "$WORK/log-100k.csv" ;;
+    *) echo "unknown size $1" >&2; exit 2 ;;
+  esac
+}
+
+for size in $SIZES; do
+  data=$(log_for "$size")
+  run="$WORK/run-$size"
+  rm -rf "$run" "$WORK/models-$size"
+  echo "== $size: $data" >&2
+  # shellcheck disable=SC2086
+  /usr/bin/time -v -o "$WORK/time-$size.txt" \
+    $BIN --data "$data" --models "$WORK/models-$size" --run-dir "$run" --name "bench-$size" ${DISTILL_ARGS:-} \
+    2> >(tee "$WORK/log-$size.txt" >&2)
+done
+
+python3 - "$WORK" "$OUT" $SIZES <<'EOF'
+import json, re, sys, datetime, subprocess
+work, out, sizes = sys.argv[1], sys.argv[2], sys.argv[3:]
+rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+lines = [f"<!-- distill-scale:begin -->",
+         f"## distill at catalogue scale ({datetime.datetime.utcnow():%Y-%m-%d}, build {rev}; `scripts/bench-distill.sh`)",
+         "",
+         "| log | users | items | interactions | trainer | wall | peak RSS | planned peak | teacher test NDCG@10 | best KD student (params, share of teacher) | KD / teacher | KD gain over no-KD | popularity |",
+         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+details = []
+for size in sizes:
+    t = open(f"{work}/time-{size}.txt").read()
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (.*)", t).group(1)
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
+    r = json.load(open(f"{work}/run-{size}/report.json"))
+    d = r["dataset"]
+    if r.get("trainer") == "sampled":
+        models = {m["name"]: m for m in r["models"]}
+        teacher = models[r["teacher"]]
+        kd = models[r["exported_student"]]
+        plain = models[r["exported_student"].removesuffix("-kd")]
+        pop = models["popularity"]
+        tn, kn, pn = teacher["test"]["ndcg@10"], kd["test"]["ndcg@10"], plain["test"]["ndcg@10"]
+        planned = max(p["bytes"] for p in r["plan"]["phases"] if p["skipped"] is None)
+        lines.append(f"| {size} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | sampled | {wall} | {rss/1e9:.2f} GB | {planned/1e9:.2f} GB | {tn:.4f} | `{kd['name']}` ({kd['parameters']}, {100*kd['parameters']/teacher['parameters']:.1f} %) | {100*kn/tn:.1f} % | {100*(kn/pn-1):+.1f} % | {pop['test']['ndcg@10']:.4f} |")
+        details.append(f"\n### {size}: every model (test split, full ranking)\n")
+        details.append("| model | params | test NDCG@10 | test Recall@10 | epochs (best) | seconds | notes |\n|---|---:|---:|---:|---:|---:|---|")
+        for m in r["models"]:
+            ep = f"{m['epochs']} ({m['best_epoch']})" if m["epochs"] is not None else "–"
+            details.append(f"| {m['name']} | {m['parameters']} | {m['test']['ndcg@10']:.4f} | {m['test']['recall@10']:.4f} | {ep} | {m['seconds']:.1f} | {'; '.join(m['flags'])} |")
+        details.append("\n| phase | seconds |\n|---|---:|")
+        for name, secs in r["phases"]:
+            details.append(f"| {name} | {secs:.1f} |")
+    else:
+        ratios = r["main"]["ratios"]
+        lines.append(f"| {size} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | dense | {wall} | {rss/1e9:.2f} GB | – | {ratios['teacher_test_ndcg10']:.4f} | `{ratios['kd_student']}` ({100*ratios['param_ratio']:.1f} %) | {100*ratios['ndcg_ratio']:.1f} % | {100*ratios['kd_gain']:+.1f} % | {ratios['popularity_test_ndcg10']:.4f} |")
+        details.append(f"\n### {size}: phases (dense trainer)\n\n| phase | seconds |\n|---|---:|")
+        for p in r["phases"]:
+            details.append(f"| {p['name']} | {p['seconds']:.1f} |")
+text = "\n".join(lines + details + ["<!-- distill-scale:end -->"]) + "\n"
+open(out, "w").write(text)
+b = open("BENCHMARKS.md").read()
+if "<!-- distill-scale:begin -->" in b:
+    b = re.sub(r"<!-- distill-scale:begin -->.*<!-- distill-scale:end -->\n", lambda _: text, b, flags=re.S)
+else:
+    b = b.rstrip("\n") + "\n\n" + text
+open("BENCHMARKS.md", "w").write(b)
+print(text)
+EOF
