@@ -36,6 +36,37 @@ pub struct EngineParams {
     pub ann: ann::AnnParams,
 }
 
+/// Largest `ef_search` / `ef_construction` a manifest may ask for: hnswlib and USearch users
+/// tune them in the tens to hundreds; thousands already cost more than a full scan of most
+/// catalogues, and the search list is allocated per query.
+pub const MAX_EF: usize = 4096;
+
+impl EngineParams {
+    /// Checks every setting against the catalogue it will serve (`n_rows` vocabulary rows),
+    /// whichever engine is chosen: a manifest is data, and a setting such as
+    /// `rerank_min: 10^11` would otherwise size an allocation on every query.
+    pub fn check(&self, n_rows: usize) -> Result<(), EngineError> {
+        self.int8.check(n_rows)?;
+        self.ann.check(n_rows)
+    }
+}
+
+/// `value` must not exceed the catalogue (`n_rows`), except that the default is always
+/// accepted, so a small catalogue keeps working with default settings.
+pub(crate) fn at_most_rows(
+    what: &str,
+    value: usize,
+    default: usize,
+    n_rows: usize,
+) -> Result<(), EngineError> {
+    if value > n_rows.max(default) {
+        return Err(EngineError::Params(format!(
+            "{what} {value} is larger than the catalogue ({n_rows} rows)"
+        )));
+    }
+    Ok(())
+}
+
 /// Builds the engine `kind` over `items` (blocking; the ANN index takes seconds at 10^6 rows).
 pub fn build(
     kind: EngineKind,
@@ -179,6 +210,33 @@ mod tests {
         let p: EngineParams = serde_json::from_str(r#"{"engine": "ann"}"#).unwrap();
         assert_eq!(p.engine, EngineKind::Ann);
         assert!(serde_json::from_str::<EngineParams>(r#"{"engin": "ann"}"#).is_err());
+    }
+
+    #[test]
+    fn settings_beyond_the_catalogue_or_the_caps_are_refused() {
+        let ok = EngineParams::default();
+        ok.check(10).unwrap();
+        ok.check(1_000_000).unwrap();
+        let with = |f: &dyn Fn(&mut EngineParams)| {
+            let mut p = EngineParams::default();
+            f(&mut p);
+            p
+        };
+        let bad = [
+            with(&|p| p.int8.rerank_min = 100_000_000_000),
+            with(&|p| p.int8.rerank_factor = usize::MAX),
+            with(&|p| p.ann.overfetch = 1_000_001),
+            with(&|p| p.ann.ef_search = MAX_EF + 1),
+            with(&|p| p.ann.ef_construction = MAX_EF + 1),
+            with(&|p| p.ann.build_threads = 1 << 20),
+            with(&|p| p.ann.m = 65),
+        ];
+        for p in bad {
+            assert!(p.check(1_000_000).is_err(), "{p:?}");
+        }
+        // Up to the catalogue is fine.
+        with(&|p| p.int8.rerank_min = 1_000).check(1_000).unwrap();
+        assert!(with(&|p| p.int8.rerank_min = 1_001).check(1_000).is_err());
     }
 
     #[test]
