@@ -10,7 +10,8 @@
 //!   model, hot swap, polling, admin operations), loading one version, batching and ranking are
 //!   the serving core ([`crate::serving`]), which knows no HTTP.
 //! - `shutdown`: signal handling and draining; `listen`: the accept loop with its connection cap
-//!   and header / idle timeout. Metrics are registered in [`crate::metrics`].
+//!   and header / idle timeout; `write_deadline`: the socket wrapper that closes a connection
+//!   whose answer nobody reads. Metrics are registered in [`crate::metrics`].
 //!
 //! # API
 //! - `POST /recommend` `{"history": [ids] | "user_id": id, "k"?: 10, "exclude"?: [ids],
@@ -45,7 +46,8 @@
 //! # Connections (`listen`)
 //! HTTP/1.1 through hyper's connection builder: at most `--max-connections` per listener (then
 //! the server stops accepting), a request head within `--header-timeout-ms` (also the idle
-//! keep-alive timeout), graceful drain on shutdown.
+//! keep-alive timeout), no response write blocked for longer than `--write-timeout-ms` (a client
+//! that stops reading loses its connection), graceful drain on shutdown.
 //!
 //! # Logs
 //! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0;
@@ -65,6 +67,7 @@ mod routes;
 mod shutdown;
 mod state;
 mod views;
+mod write_deadline;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -84,6 +87,7 @@ use listen::ConnLimits;
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = config.with_secrets()?;
     config.validate()?;
     let listener = TcpListener::bind(config.addr)
         .await
@@ -108,6 +112,7 @@ pub async fn serve(
     admin_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let config = config.with_secrets()?;
     config.validate()?;
     if !config.models.is_dir() {
         bail!(
@@ -131,6 +136,7 @@ pub async fn serve(
     let limits = ConnLimits {
         max_connections: state.config.max_connections,
         header_timeout: state.config.header_timeout(),
+        write_timeout: state.config.write_timeout(),
     };
     let connections = |listener: &str| state.metrics.connections.with_label_values(&[listener]);
     let addr = listener.local_addr().context("reading the bound address")?;
