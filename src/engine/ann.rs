@@ -77,26 +77,26 @@ impl Default for AnnParams {
 pub const FULL_SCAN_BELOW: usize = 2_000;
 
 impl AnnParams {
-    /// Every setting within its range: `m` 4..=64, `ef_*` up to [`super::MAX_EF`],
+    /// Every setting within its range: `m` 4..=64, `ef_*` up to [`super::contract::MAX_EF`],
     /// `overfetch` up to the catalogue, `build_threads` up to the CPUs available.
     pub fn check(&self, n_rows: usize) -> Result<(), EngineError> {
         let bad = |m: String| Err(EngineError::Params(format!("ann: {m}")));
         if !(4..=64).contains(&self.m) {
             return bad(format!("m {} is outside 4..=64", self.m));
         }
-        if self.ef_construction < self.m || self.ef_construction > super::MAX_EF {
+        if self.ef_construction < self.m || self.ef_construction > super::contract::MAX_EF {
             return bad(format!(
                 "ef_construction {} is outside m ({})..={}",
                 self.ef_construction,
                 self.m,
-                super::MAX_EF
+                super::contract::MAX_EF
             ));
         }
-        if !(1..=super::MAX_EF).contains(&self.ef_search) {
+        if !(1..=super::contract::MAX_EF).contains(&self.ef_search) {
             return bad(format!(
                 "ef_search {} is outside 1..={}",
                 self.ef_search,
-                super::MAX_EF
+                super::contract::MAX_EF
             ));
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -106,7 +106,7 @@ impl AnnParams {
                 self.build_threads
             ));
         }
-        super::at_most_rows(
+        super::contract::at_most_rows(
             "ann.overfetch",
             self.overfetch,
             AnnParams::default().overfetch,

@@ -49,13 +49,13 @@ impl Int8Params {
             ));
         }
         let d = Int8Params::default();
-        super::at_most_rows(
+        super::contract::at_most_rows(
             "int8.rerank_factor",
             self.rerank_factor,
             d.rerank_factor,
             n_rows,
         )?;
-        super::at_most_rows("int8.rerank_min", self.rerank_min, d.rerank_min, n_rows)
+        super::contract::at_most_rows("int8.rerank_min", self.rerank_min, d.rerank_min, n_rows)
     }
 }
 

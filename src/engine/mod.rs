@@ -24,7 +24,7 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
-pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query};
+pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
 pub use matrix::{quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
@@ -36,11 +36,6 @@ pub struct EngineParams {
     pub ann: ann::AnnParams,
 }
 
-/// Largest `ef_search` / `ef_construction` a manifest may ask for: hnswlib and USearch users
-/// tune them in the tens to hundreds; thousands already cost more than a full scan of most
-/// catalogues, and the search list is allocated per query.
-pub const MAX_EF: usize = 4096;
-
 impl EngineParams {
     /// Checks every setting against the catalogue it will serve (`n_rows` vocabulary rows),
     /// whichever engine is chosen: a manifest is data, and a setting such as
@@ -49,22 +44,6 @@ impl EngineParams {
         self.int8.check(n_rows)?;
         self.ann.check(n_rows)
     }
-}
-
-/// `value` must not exceed the catalogue (`n_rows`), except that the default is always
-/// accepted, so a small catalogue keeps working with default settings.
-pub(crate) fn at_most_rows(
-    what: &str,
-    value: usize,
-    default: usize,
-    n_rows: usize,
-) -> Result<(), EngineError> {
-    if value > n_rows.max(default) {
-        return Err(EngineError::Params(format!(
-            "{what} {value} is larger than the catalogue ({n_rows} rows)"
-        )));
-    }
-    Ok(())
 }
 
 /// Builds the engine `kind` over `items` (blocking; the ANN index takes seconds at 10^6 rows).
