@@ -32,8 +32,10 @@
 //!   answers a fixed 10-item body through the same router and middleware; no model is loaded.
 //! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`,
 //!   `GET /openapi.json` (the OpenAPI document, `openapi`; committed as `proto/openapi.json`).
-//! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
-//!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
+//! - Admin (only with `--admin-token`/`--admin-token-file` and/or `--admin-addr`):
+//!   `POST /admin/models/{name}/load` `{"version": N}` (load + pin), `.../rollback` (previous live
+//!   version, pinned), `.../unpin`; `GET /admin/models/{name}` (the model detail with the full
+//!   text of each load failure; the public detail shows only their kinds).
 //!
 //! # Publishing a version
 //! The poller only considers directories named by a positive integer, so write the bundle
