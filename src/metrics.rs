@@ -43,6 +43,12 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     /// No labels: scans of the model repository (or of one model's directory) that failed.
     pub repository_scan_errors: IntCounterVec,
+    /// `scope` (`repository`: one per poll round; `model`: one model's directory): scans,
+    /// successful or not. Shows that API reads do not touch the disk, and lets tests wait for
+    /// poll rounds instead of sleeping.
+    pub repository_scans: IntCounterVec,
+    /// No labels: model-load threads running, including loads past their deadline.
+    pub load_threads: prometheus::IntGauge,
     /// `model`: requests of a failed batch that failed again when retried alone.
     pub inference_errors: IntCounterVec,
 }
@@ -167,6 +173,25 @@ impl Metrics {
                 "Scans of the model repository or a model directory that failed (see the logs).",
                 &[],
             ),
+            repository_scans: counter(
+                "repository_scans_total",
+                "Scans of the model repository (scope=repository, one per poll round) or of a model directory (scope=model).",
+                &["scope"],
+            ),
+            load_threads: {
+                let g = prometheus::IntGauge::with_opts(
+                    Opts::new(
+                        "model_load_threads",
+                        "Model-load threads running, including loads past --load-timeout-ms.",
+                    )
+                    .namespace(PREFIX),
+                )
+                .expect("metric definition is valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("each metric is registered once");
+                g
+            },
             inference_errors: counter(
                 "inference_errors_total",
                 "Recommend requests whose model call failed (after retrying a failed batch one by one).",

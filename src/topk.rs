@@ -14,6 +14,9 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
+/// [`TopK::new`] reserves at most this many slots up front.
+const PREALLOCATE_MAX: usize = 1024;
+
 /// Excluded lists longer than this are sorted once and binary-searched.
 const LINEAR_EXCLUDE_MAX: usize = 16;
 
@@ -74,7 +77,9 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Reserve for the common small k only: `k` can come from a manifest setting, and
+            // the heap grows as needed when rows actually arrive.
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(PREALLOCATE_MAX)),
             threshold: if k == 0 {
                 f32::INFINITY
             } else {

@@ -307,7 +307,7 @@ fn a_load_past_its_deadline_is_refused_and_not_retried() {
         &[("DISTILREC_LOAD_TIMEOUT_MS", "1")],
     );
     assert_eq!(wait_failure(&server, "m", 1), "timeout");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_poll_rounds(&server, 5);
     let series = r#"distilrec_model_load_total{model="m",result="timeout"}"#;
     assert_eq!(sample(&server.metrics(), series), 1.0);
 }
@@ -321,14 +321,14 @@ fn a_panicking_load_is_not_retried() {
     server.wait_ready();
     let v2 = publish_with(&repo, "m", |s| write_short_embedding(s, "m", 51), |_| {});
     assert_eq!(wait_failure(&server, "m", v2), "panic");
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_poll_rounds(&server, 5);
     let series = r#"distilrec_model_load_total{model="m",result="panic"}"#;
     assert_eq!(sample(&server.metrics(), series), 1.0);
     assert_eq!(server.live_version("m"), Some(1));
     // Rewriting the files (same bytes, new mtime) gives it another try.
     let model = repo.join("m/2").join(MODEL_FILE);
-    std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&model, std::fs::read(&model).unwrap()).unwrap();
+    touch_later(&model);
     wait_for("retried once", || sample(&server.metrics(), series) == 2.0);
 }
 
@@ -671,4 +671,368 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     let logs = server.logs();
     assert!(logs.contains("model version live"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs:?}");
+}
+
+// Round 2, finding 1: a client that stops reading loses its connection once a response write
+// has been blocked for the write timeout, so such clients cannot hold every connection slot.
+#[test]
+fn clients_that_stop_reading_do_not_hold_every_connection() {
+    let (_root, repo) = temp_repo();
+    let server = Server::start_env(
+        &repo,
+        &[],
+        &[
+            ("DISTILREC_MAX_CONNECTIONS", "4"),
+            ("DISTILREC_WRITE_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let before = server.fd_count();
+    let addr = server.addr();
+    // ~34 MB of answers per connection: far more than the socket buffers hold.
+    let pipelined = "GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(pipelined.as_bytes());
+        silent.push(s);
+    }
+    // A fifth client (queued behind the four in the accept backlog) is answered once their
+    // writes time out; without the timeout it never is.
+    let status = raw_request(
+        &addr,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // The server has closed its side of all four while the clients still hold theirs open.
+    let gauge = r#"distilrec_open_connections{listener="public"}"#;
+    wait_for("silent connections closed", || {
+        sample(&server.metrics(), gauge) <= 1.0
+    });
+    wait_for("fds back", || server.fd_count() <= before + 2);
+    drop(silent);
+}
+
+// Round 2, finding 2: manifest engine settings are bounded at load; an absurd one is refused
+// (kind `engine`) while the live version keeps serving and the process stays up.
+#[test]
+fn absurd_engine_settings_in_a_manifest_are_refused() {
+    use distilrec::engine::{int8::Int8Params, EngineKind, EngineParams};
+    let (_root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let server = Server::start(&repo, &["--poll-interval-ms", "50"]);
+    server.wait_ready();
+    let mut w = distilrec::onnx::MeanMlpWeights::random(N_ROWS, 8, &[16], 2);
+    w.set_item_matrix(&distilrec::engine::synthetic::clustered_items(
+        N_ROWS, 16, 8, 3,
+    ));
+    let serving = EngineParams {
+        engine: EngineKind::Int8,
+        int8: Int8Params {
+            rerank_min: 100_000_000_000,
+            ..Int8Params::default()
+        },
+        ..EngineParams::default()
+    };
+    let dir = distilrec::onnx::write_synthetic_two_tower(
+        &repo,
+        "m",
+        &w,
+        distilrec::bundle::Role::Student,
+        Some(serving),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(manifest.contains("100000000000"), "{manifest}");
+    assert_eq!(wait_failure(&server, "m", 2), "engine");
+    assert_eq!(server.live_version("m"), Some(1));
+    let (status, body, _) = server.recommend(json!({"history": ["i1"], "k": 10}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 1);
+    let health = server.http.get(server.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// A mean-MLP bundle whose graph also runs a chain of 5,000 `[1024, 1024]` matrix products that
+/// depend on the input (so tract cannot fold them at load): its load-time probe runs for
+/// hours. The chain's start is a `ConstantOfShape` of 4 MB, well under the declared-size cap.
+fn write_endless(scratch: &Path, name: &str) -> std::path::PathBuf {
+    use distilrec::bundle::{write_bundle, Manifest, Role};
+    use prost::Message;
+    use tract_onnx::pb;
+    let w = mlp(96);
+    let mut proto = pb::ModelProto::decode(&*w.to_onnx()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let last = graph
+        .node
+        .iter_mut()
+        .find(|n| n.output.iter().any(|o| o == "scores"))
+        .expect("a node produces `scores`");
+    for o in last.output.iter_mut().filter(|o| *o == "scores") {
+        *o = "scores_base".into();
+    }
+    let node = |op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>| {
+        pb::NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute,
+            ..Default::default()
+        }
+    };
+    let int_attr = |name: &str, i: i64| pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    };
+    graph.initializer.push(pb::TensorProto {
+        name: "endless_shape".into(),
+        dims: vec![2],
+        data_type: pb::tensor_proto::DataType::Int64 as i32,
+        int64_data: vec![1024, 1024],
+        ..Default::default()
+    });
+    let cast = node(
+        "Cast",
+        &["history"],
+        "endless_f",
+        vec![int_attr(
+            "to",
+            pb::tensor_proto::DataType::Float as i32 as i64,
+        )],
+    );
+    graph.node.push(cast);
+    graph.node.push(node(
+        "ReduceSum",
+        &["endless_f"],
+        "endless_s",
+        vec![int_attr("keepdims", 1)],
+    ));
+    graph.node.push(node(
+        "ConstantOfShape",
+        &["endless_shape"],
+        "endless_c",
+        vec![],
+    ));
+    graph.node.push(node(
+        "Add",
+        &["endless_c", "endless_s"],
+        "endless_0",
+        vec![],
+    ));
+    let steps = 5_000;
+    for i in 1..=steps {
+        let (prev, out) = (format!("endless_{}", i - 1), format!("endless_{i}"));
+        graph
+            .node
+            .push(node("MatMul", &[&prev, "endless_c"], &out, vec![]));
+    }
+    graph.node.push(node(
+        "ReduceSum",
+        &[&format!("endless_{steps}")],
+        "endless_z",
+        vec![int_attr("keepdims", 1)],
+    ));
+    graph
+        .node
+        .push(node("Add", &["scores_base", "endless_z"], "scores", vec![]));
+    let manifest = Manifest::new(name, Role::Student, N_ROWS, w.architecture());
+    write_bundle(
+        scratch,
+        manifest,
+        &proto.encode_to_vec(),
+        &distilrec::onnx::synthetic_items(N_ROWS),
+        None,
+    )
+    .unwrap()
+}
+
+/// Threads of the server named `model-load` (Linux `/proc`).
+fn load_threads(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "model-load")
+        })
+        .count()
+}
+
+// Round 2, finding 5: a load past its deadline keeps its thread (Rust cannot stop it), so no
+// second load of that model starts until it ends, and the timed-out version is not loaded again
+// through the admin API while its files are unchanged.
+#[test]
+fn admin_loads_of_an_endless_graph_leave_at_most_one_load_thread() {
+    let (_root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let server = Server::start_env(
+        &repo,
+        &["--poll-interval-ms", "0", "--admin-token", TOKEN],
+        &[("DISTILREC_LOAD_TIMEOUT_MS", "1000")],
+    );
+    wait_for("v1 live", || server.live_version("m") == Some(1));
+    let v2 = publish_with(&repo, "m", |s| write_endless(s, "m"), |_| {});
+    for attempt in 0..3 {
+        let (status, body) = server.admin(
+            &server.base,
+            "/admin/models/m/load",
+            Some(json!({"version": v2})),
+        );
+        assert!(
+            status == 422 || status == 409,
+            "attempt {attempt}: {status} {body}"
+        );
+    }
+    assert_eq!(load_failures(&server, "m"), vec![(v2, "timeout".into())]);
+    let threads = load_threads(&server);
+    assert!(threads <= 1, "{threads} load threads");
+    assert_eq!(server.live_version("m"), Some(1));
+    let (status, body, _) = server.recommend(json!({"history": ["i1"]}));
+    assert_eq!(status, 200, "{body}");
+}
+
+// Round 2, finding 3: `GET /v1/models[/{name}]` answers from the poller's last listing and
+// never scans the disk itself.
+#[test]
+fn model_listings_do_not_touch_the_disk() {
+    let (root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let server = Server::start(&repo, &["--poll-interval-ms", "0"]);
+    server.wait_ready();
+    let scans = "distilrec_repository_scans_total";
+    let before = sample_sum(&server.metrics(), scans);
+    for i in 0..200_000 {
+        std::fs::File::create(repo.join("m").join(format!("stray-{i}"))).unwrap();
+    }
+    std::thread::scope(|s| {
+        let answers: Vec<_> = (0..100)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    let path = if i % 2 == 0 {
+                        "/v1/models/m"
+                    } else {
+                        "/v1/models"
+                    };
+                    let r = server.http.get(server.url(path)).send().unwrap();
+                    (r.status().as_u16(), r.json::<Value>().unwrap())
+                })
+            })
+            .collect();
+        for a in answers {
+            let (status, body) = a.join().unwrap();
+            assert_eq!(status, 200, "{body}");
+            let versions = body
+                .get("versions")
+                .cloned()
+                .unwrap_or_else(|| body["models"][0]["versions"].clone());
+            assert_eq!(versions, json!([1]), "{body}");
+        }
+    });
+    // With the repository gone, the listing is still the last scan's, and nothing failed to
+    // scan because nothing was scanned.
+    std::fs::rename(&repo, root.path().join("moved")).unwrap();
+    assert_eq!(server.get_json("/v1/models/m")["versions"], json!([1]));
+    let metrics = server.metrics();
+    assert_eq!(
+        sample(&metrics, "distilrec_repository_scan_errors_total"),
+        0.0
+    );
+    assert!(before >= 1.0, "the start-up scan is counted");
+    assert_eq!(sample_sum(&metrics, scans), before);
+}
+
+// Round 2, finding 4: the item-matrix cap is on the decoded (f32) size, checked before reading:
+// a ~60 MB int8 file decodes to ~225 MB and is refused under a 64 MiB cap.
+#[test]
+fn an_int8_item_matrix_is_capped_by_its_decoded_size() {
+    use distilrec::bundle::{sha256_hex, ITEM_MATRIX_INT8_FILE, MANIFEST_FILE};
+    let (_root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let server = Server::start_env(
+        &repo,
+        &["--poll-interval-ms", "50"],
+        &[("DISTILREC_MAX_ITEM_MATRIX_BYTES", "67108864")],
+    );
+    server.wait_ready();
+    let big_rows: usize = 880_001;
+    let v2 = publish_with(
+        &repo,
+        "m",
+        |s| {
+            let mut w = distilrec::onnx::MeanMlpWeights::random(N_ROWS, 8, &[64], 5);
+            w.set_item_matrix(&distilrec::engine::synthetic::clustered_items(
+                N_ROWS, 64, 8, 6,
+            ));
+            distilrec::onnx::write_synthetic_two_tower_as(
+                s,
+                "m",
+                &w,
+                distilrec::bundle::Role::Student,
+                None,
+                distilrec::onnx::Precision::Int8,
+            )
+            .unwrap()
+        },
+        |d| {
+            let path = d.join(MANIFEST_FILE);
+            let mut manifest: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let side = &manifest["item_side"];
+            assert_eq!(side["file"], ITEM_MATRIX_INT8_FILE);
+            let dim = side["dim"].as_u64().unwrap() as usize;
+            let bias = if side["has_bias"] == json!(true) {
+                4
+            } else {
+                0
+            };
+            let codes = vec![0u8; big_rows * (dim + 4 + bias)];
+            assert!(codes.len() < 64 << 20, "the file itself is under the cap");
+            std::fs::write(d.join(ITEM_MATRIX_INT8_FILE), &codes).unwrap();
+            manifest["item_side"]["sha256"] = json!(sha256_hex(&codes));
+            manifest["n_rows"] = json!(big_rows);
+            manifest.as_object_mut().unwrap().remove("items_sha256");
+            std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+            std::fs::write(
+                d.join(ITEMS_FILE),
+                distilrec::onnx::synthetic_items(big_rows).to_tsv(),
+            )
+            .unwrap();
+        },
+    );
+    assert_eq!(wait_failure(&server, "m", v2), "too_large");
+    assert_eq!(server.live_version("m"), Some(1));
+}
+
+// Round 2, finding 6: the public model detail shows a load failure's kind only; the error text
+// (paths, runtime messages) is for the admin API and the logs.
+#[test]
+fn load_error_text_is_only_shown_to_the_admin_api() {
+    let (_root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let server = Server::start(&repo, &["--poll-interval-ms", "50", "--admin-token", TOKEN]);
+    server.wait_ready();
+    let v2 = publish_with(&repo, "m", |s| write_truncated(s, "m"), |_| {});
+    wait_failure(&server, "m", v2);
+    let public = server.get_json("/v1/models/m");
+    let failure = &public["load_failures"][0];
+    assert_eq!(failure["version"], v2);
+    assert!(failure["kind"].is_string(), "{failure}");
+    assert!(failure.get("error").is_none(), "{failure}");
+    let admin: Value = server
+        .http
+        .get(server.url("/admin/models/m"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let failure = &admin["load_failures"][0];
+    assert!(
+        failure["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{admin}"
+    );
+    assert!(server.logs().contains("model version refused"));
 }

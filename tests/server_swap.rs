@@ -173,8 +173,8 @@ fn admin_api_loads_pins_rolls_back_and_unpins() {
     assert_matches_reference(&body["items"], &weights[0], &HISTORY, &HISTORY, 5);
     let detail = server.get_json("/v1/models/m");
     assert_eq!(detail["pinned"], 1);
-    // Give the poller a few rounds (50 ms each) to show it leaves a pinned model alone.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A few poll rounds leave a pinned model alone.
+    wait_poll_rounds(&server, 3);
     assert_eq!(server.live_version("m"), Some(1));
 
     // Bad admin requests.

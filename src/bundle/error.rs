@@ -29,6 +29,9 @@ pub enum BundleError {
     Inconsistent { dir: PathBuf, message: String },
     #[error("{path}: not a regular file (FIFOs, devices and directories are refused)")]
     NotRegularFile { path: PathBuf },
+    /// The manifest's `serving` settings are out of range for this bundle.
+    #[error("{path}: engine settings: {message}")]
+    Engine { path: PathBuf, message: String },
     #[error("{path}: {size} bytes is over the limit of {max} bytes")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
 }
@@ -59,6 +62,9 @@ impl BundleError {
             BundleError::Inconsistent { .. } => "inconsistent",
             BundleError::NotRegularFile { .. } => "not_regular_file",
             BundleError::TooLarge { .. } => "too_large",
+            // The same label as an engine that fails to build: one kind for "the scoring
+            // engine cannot serve this", whether found in the manifest or while building.
+            BundleError::Engine { .. } => "engine",
         }
     }
 }

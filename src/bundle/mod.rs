@@ -124,6 +124,29 @@ impl Bundle {
         if manifest.n_rows < 2 {
             return Err(bad("n_rows must be at least 2 (padding + one item)".into()));
         }
+        if let Some(side) = &manifest.item_side {
+            // Decoded, not file, size: an int8 file is expanded 4× to f32 on load, and this
+            // check runs before anything is read.
+            let decoded = ItemMatrix::decoded_len(manifest.n_rows, side.dim, side.has_bias);
+            match decoded {
+                Some(size) if size <= limits.max_item_matrix_bytes => {}
+                size => {
+                    return Err(BundleError::TooLarge {
+                        path: dir.join(&side.file),
+                        size: size.unwrap_or(u64::MAX),
+                        max: limits.max_item_matrix_bytes,
+                    })
+                }
+            }
+        }
+        if let Some(serving) = &manifest.serving {
+            serving
+                .check(manifest.n_rows)
+                .map_err(|e| BundleError::Engine {
+                    path: manifest_path.clone(),
+                    message: e.to_string(),
+                })?;
+        }
         if let Some(dir_version) = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -277,13 +300,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Version directory names are plain positive integers; anything else (including the
-/// `.tmp-*` staging directories of an unfinished write) is not a version.
+/// Highest version number: 18 digits, so that one more is still a valid version and a
+/// directory named by a huge number cannot leave publishers no number to take.
+pub const MAX_VERSION: u64 = 999_999_999_999_999_999;
+
+/// Version directory names are positive integers in canonical form (no leading zeros: `007`
+/// would be listed as 7 but loaded from `7/`) up to [`MAX_VERSION`]; anything else (including
+/// the `.tmp-*` staging directories of an unfinished write) is not a version.
 pub fn parse_version(name: &str) -> Option<u64> {
-    if name.is_empty() || name.len() > 19 || !name.bytes().all(|b| b.is_ascii_digit()) {
+    if name.is_empty() || name.len() > 18 || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    name.parse().ok().filter(|v| *v > 0)
+    if name.starts_with('0') {
+        return None;
+    }
+    name.parse().ok().filter(|v| valid_version(*v))
+}
+
+/// Whether `v` can name a version directory (1..=[`MAX_VERSION`]).
+pub fn valid_version(v: u64) -> bool {
+    (1..=MAX_VERSION).contains(&v)
 }
 
 /// Model names: what may appear as `models/<name>/` and in URLs.
@@ -313,10 +349,13 @@ pub fn scan_versions(repo: &Path, name: &str) -> std::io::Result<Vec<u64>> {
     let mut versions: Vec<u64> = entries
         .collect::<std::io::Result<Vec<_>>>()?
         .into_iter()
+        // Names first: only entries named like a version cost a `stat` (a directory full of
+        // stray files must not cost one per file per scan).
+        .filter_map(|e| Some((e.file_name().to_str().and_then(parse_version)?, e.path())))
         // Follows symlinks: volume mounts (e.g. Kubernetes ConfigMaps) and shared
         // storage often link model and version directories.
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().and_then(parse_version))
+        .filter(|(_, path)| path.is_dir())
+        .map(|(v, _)| v)
         .collect();
     versions.sort_unstable();
     Ok(versions)
@@ -332,9 +371,9 @@ pub fn scan_models(repo: &Path) -> std::io::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(repo)?
         .collect::<std::io::Result<Vec<_>>>()?
         .into_iter()
-        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| valid_model_name(n))
+        .filter(|n| repo.join(n).is_dir())
         .collect();
     names.sort();
     Ok(names)
@@ -437,6 +476,12 @@ pub fn write_bundle_with(
                 .copied()
                 .unwrap_or(0)
                 + 1;
+            if !valid_version(version) {
+                return Err(BundleError::Inconsistent {
+                    dir: model_dir.clone(),
+                    message: format!("no version number is left above {}", version - 1),
+                });
+            }
             manifest.version = version;
             let json = serde_json::to_vec_pretty(&manifest).expect("manifest always serializes");
             write_synced(&staging.join(MANIFEST_FILE), &json)?;
@@ -552,7 +597,19 @@ mod tests {
     #[test]
     fn version_names_and_model_names_are_validated() {
         assert_eq!(parse_version("12"), Some(12));
-        for bad in ["0", "", "-1", "1a", ".tmp-1", "..", "99999999999999999999"] {
+        assert_eq!(parse_version("999999999999999999"), Some(MAX_VERSION));
+        for bad in [
+            "0",
+            "",
+            "-1",
+            "1a",
+            ".tmp-1",
+            "..",
+            "99999999999999999999",
+            "007",
+            "01",
+            "1000000000000000000",
+        ] {
             assert_eq!(parse_version(bad), None, "{bad}");
         }
         assert!(valid_model_name("ml-100k_student.v2"));

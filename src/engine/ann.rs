@@ -76,6 +76,45 @@ impl Default for AnnParams {
 /// Default of [`AnnParams::full_scan_below`].
 pub const FULL_SCAN_BELOW: usize = 2_000;
 
+impl AnnParams {
+    /// Every setting within its range: `m` 4..=64, `ef_*` up to [`super::contract::MAX_EF`],
+    /// `overfetch` up to the catalogue, `build_threads` up to the CPUs available.
+    pub fn check(&self, n_rows: usize) -> Result<(), EngineError> {
+        let bad = |m: String| Err(EngineError::Params(format!("ann: {m}")));
+        if !(4..=64).contains(&self.m) {
+            return bad(format!("m {} is outside 4..=64", self.m));
+        }
+        if self.ef_construction < self.m || self.ef_construction > super::contract::MAX_EF {
+            return bad(format!(
+                "ef_construction {} is outside m ({})..={}",
+                self.ef_construction,
+                self.m,
+                super::contract::MAX_EF
+            ));
+        }
+        if !(1..=super::contract::MAX_EF).contains(&self.ef_search) {
+            return bad(format!(
+                "ef_search {} is outside 1..={}",
+                self.ef_search,
+                super::contract::MAX_EF
+            ));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.build_threads > cpus {
+            return bad(format!(
+                "build_threads {} is more than the {cpus} CPUs available (0 = all of them)",
+                self.build_threads
+            ));
+        }
+        super::contract::at_most_rows(
+            "ann.overfetch",
+            self.overfetch,
+            AnnParams::default().overfetch,
+            n_rows,
+        )
+    }
+}
+
 pub struct Ann {
     items: Arc<ItemMatrix>,
     search: Search,
@@ -95,18 +134,7 @@ fn usearch_error(what: &str, e: impl std::fmt::Display) -> EngineError {
 
 impl Ann {
     pub fn build(items: Arc<ItemMatrix>, params: AnnParams) -> Result<Self, EngineError> {
-        if !(4..=64).contains(&params.m) {
-            return Err(EngineError::Params(format!(
-                "ann: m {} is outside 4..=64",
-                params.m
-            )));
-        }
-        if params.ef_construction < params.m || params.ef_search == 0 {
-            return Err(EngineError::Params(format!(
-                "ann: ef_construction {} must be ≥ m, ef_search {} ≥ 1",
-                params.ef_construction, params.ef_search
-            )));
-        }
+        params.check(items.n_rows())?;
         let start = Instant::now();
         if items.n_rows() - 1 < params.full_scan_below {
             return Ok(Ann {
@@ -187,7 +215,9 @@ impl Ann {
         aug.clear();
         aug.extend_from_slice(query);
         aug.push(1.0);
-        let want = q.k + self.params.overfetch;
+        let want =
+            q.k.saturating_add(self.params.overfetch)
+                .min(self.items.n_rows());
         let found = index.filtered_search(aug.as_slice(), want, |key| !q.excludes(key as u32));
         let best = match found {
             Ok(m) => rerank(&self.items, query, q, m.keys.iter().map(|&k| k as u32)),

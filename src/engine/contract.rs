@@ -88,6 +88,27 @@ pub enum EngineError {
     Build(String),
 }
 
+/// Largest `ef_search` / `ef_construction` a manifest may ask for: hnswlib and USearch users
+/// tune them in the tens to hundreds; thousands already cost more than a full scan of most
+/// catalogues, and the search list is allocated per query.
+pub const MAX_EF: usize = 4096;
+
+/// `value` must not exceed the catalogue (`n_rows`), except that the default is always
+/// accepted, so a small catalogue keeps working with default settings.
+pub(crate) fn at_most_rows(
+    what: &str,
+    value: usize,
+    default: usize,
+    n_rows: usize,
+) -> Result<(), EngineError> {
+    if value > n_rows.max(default) {
+        return Err(EngineError::Params(format!(
+            "{what} {value} is larger than the catalogue ({n_rows} rows)"
+        )));
+    }
+    Ok(())
+}
+
 /// Exact f32 re-rank of candidate rows: the best `q.k` of `candidates` that `q` allows.
 /// Candidates are distinct rows (a TopK's rows, usearch keys of a single-key index, a range).
 pub(crate) fn rerank(

@@ -39,6 +39,26 @@ impl Default for Int8Params {
     }
 }
 
+impl Int8Params {
+    /// Both settings are bounded by the catalogue: more candidates than rows re-rank nothing
+    /// more, and each candidate is a slot allocated per query.
+    pub fn check(&self, n_rows: usize) -> Result<(), EngineError> {
+        if self.rerank_factor == 0 && self.rerank_min == 0 {
+            return Err(EngineError::Params(
+                "int8: rerank_factor and rerank_min cannot both be 0".into(),
+            ));
+        }
+        let d = Int8Params::default();
+        super::contract::at_most_rows(
+            "int8.rerank_factor",
+            self.rerank_factor,
+            d.rerank_factor,
+            n_rows,
+        )?;
+        super::contract::at_most_rows("int8.rerank_min", self.rerank_min, d.rerank_min, n_rows)
+    }
+}
+
 pub struct Int8 {
     items: Arc<ItemMatrix>,
     /// `[n_rows, stride]` codes.
@@ -50,11 +70,7 @@ pub struct Int8 {
 
 impl Int8 {
     pub fn new(items: Arc<ItemMatrix>, params: Int8Params) -> Result<Self, EngineError> {
-        if params.rerank_factor == 0 && params.rerank_min == 0 {
-            return Err(EngineError::Params(
-                "int8: rerank_factor and rerank_min cannot both be 0".into(),
-            ));
-        }
+        params.check(items.n_rows())?;
         let stride = items.dim().div_ceil(LANES) * LANES;
         let mut codes = vec![0i8; items.n_rows() * stride];
         let scales = codes
@@ -71,10 +87,14 @@ impl Int8 {
         })
     }
 
+    /// Never more than the rows there are (the accumulator reserves this many slots).
     fn candidates(&self, k: usize) -> usize {
-        (self.params.rerank_factor * k)
+        self.params
+            .rerank_factor
+            .saturating_mul(k)
             .max(self.params.rerank_min)
             .max(k)
+            .min(self.items.n_rows())
     }
 
     /// Largest |approximate − exact| score over `queries` × every row: the quantisation error

@@ -93,14 +93,23 @@ impl ItemMatrix {
         )
     }
 
-    /// Size in bytes of an item file of `dtype` for this shape; `None` for an unknown dtype.
+    /// Size in bytes of an item file of `dtype` for this shape; `None` for an unknown dtype or
+    /// a shape whose size overflows (the shape comes from a manifest).
     pub fn file_len_of(dtype: &str, n_rows: usize, dim: usize, has_bias: bool) -> Option<usize> {
-        let bias = if has_bias { 4 * n_rows } else { 0 };
-        match dtype {
-            DTYPE_F32 => Some(Self::file_len(n_rows, dim, has_bias)),
-            DTYPE_INT8 => Some(n_rows * dim + 4 * n_rows + bias),
-            _ => None,
-        }
+        let bias = if has_bias { n_rows.checked_mul(4)? } else { 0 };
+        let per_row = match dtype {
+            DTYPE_F32 => dim.checked_mul(4)?,
+            DTYPE_INT8 => dim.checked_add(4)?,
+            _ => return None,
+        };
+        n_rows.checked_mul(per_row)?.checked_add(bias)
+    }
+
+    /// Bytes the matrix takes in memory once decoded (f32 vectors + f32 biases), whatever the
+    /// file's dtype: an int8 file is a quarter of this. `None` when it overflows.
+    pub fn decoded_len(n_rows: usize, dim: usize, has_bias: bool) -> Option<u64> {
+        let per_row = dim.checked_add(usize::from(has_bias))?.checked_mul(4)?;
+        u64::try_from(n_rows.checked_mul(per_row)?).ok()
     }
 
     /// Parses an item file of `dtype`: [`DTYPE_F32`] (see [`ItemMatrix::from_le_bytes`]) or

@@ -24,7 +24,7 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
-pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query};
+pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
 pub use matrix::{dot, quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
@@ -34,6 +34,16 @@ pub struct EngineParams {
     pub engine: EngineKind,
     pub int8: int8::Int8Params,
     pub ann: ann::AnnParams,
+}
+
+impl EngineParams {
+    /// Checks every setting against the catalogue it will serve (`n_rows` vocabulary rows),
+    /// whichever engine is chosen: a manifest is data, and a setting such as
+    /// `rerank_min: 10^11` would otherwise size an allocation on every query.
+    pub fn check(&self, n_rows: usize) -> Result<(), EngineError> {
+        self.int8.check(n_rows)?;
+        self.ann.check(n_rows)
+    }
 }
 
 /// Builds the engine `kind` over `items` (blocking; the ANN index takes seconds at 10^6 rows).
@@ -179,6 +189,33 @@ mod tests {
         let p: EngineParams = serde_json::from_str(r#"{"engine": "ann"}"#).unwrap();
         assert_eq!(p.engine, EngineKind::Ann);
         assert!(serde_json::from_str::<EngineParams>(r#"{"engin": "ann"}"#).is_err());
+    }
+
+    #[test]
+    fn settings_beyond_the_catalogue_or_the_caps_are_refused() {
+        let ok = EngineParams::default();
+        ok.check(10).unwrap();
+        ok.check(1_000_000).unwrap();
+        let with = |f: &dyn Fn(&mut EngineParams)| {
+            let mut p = EngineParams::default();
+            f(&mut p);
+            p
+        };
+        let bad = [
+            with(&|p| p.int8.rerank_min = 100_000_000_000),
+            with(&|p| p.int8.rerank_factor = usize::MAX),
+            with(&|p| p.ann.overfetch = 1_000_001),
+            with(&|p| p.ann.ef_search = MAX_EF + 1),
+            with(&|p| p.ann.ef_construction = MAX_EF + 1),
+            with(&|p| p.ann.build_threads = 1 << 20),
+            with(&|p| p.ann.m = 65),
+        ];
+        for p in bad {
+            assert!(p.check(1_000_000).is_err(), "{p:?}");
+        }
+        // Up to the catalogue is fine.
+        with(&|p| p.int8.rerank_min = 1_000).check(1_000).unwrap();
+        assert!(with(&|p| p.int8.rerank_min = 1_001).check(1_000).is_err());
     }
 
     #[test]

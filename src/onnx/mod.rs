@@ -4,6 +4,7 @@
 //! `[batch, n_rows]`) is documented in `docs/model-bundle.md`. [`ModelWeights::score_reference`]
 //! is the same computation in plain Rust so tests can check the exported graph against it.
 
+mod declared;
 mod export;
 mod runtime;
 mod synthetic;

@@ -15,6 +15,8 @@ pub enum RuntimeError {
     Decode(String),
     #[error("model breaks the distilrec ONNX contract: {0}")]
     Contract(String),
+    #[error("model declares too much memory: {0}")]
+    TooLarge(String),
     #[error("tract could not load the model: {0}")]
     Load(String),
     #[error("model output has shape {actual:?}, expected [{batch}, {expected}]")]
@@ -38,6 +40,7 @@ impl RuntimeError {
             RuntimeError::Decode(_) => "decode",
             RuntimeError::Contract(_) => "contract",
             RuntimeError::Load(_) => "load",
+            RuntimeError::TooLarge(_) => "too_large",
             RuntimeError::OutputShape { .. } => "output_shape",
             RuntimeError::NonFinite => "non_finite",
             RuntimeError::RowOutOfRange { .. } => "row_out_of_range",
@@ -97,6 +100,10 @@ impl OnnxScorer {
         let proto =
             pb::ModelProto::decode(model_bytes).map_err(|e| RuntimeError::Decode(e.to_string()))?;
         check_contract(&proto, output)?;
+        if let Some(graph) = &proto.graph {
+            super::declared::check_declared_sizes(graph, super::declared::MAX_DECLARED_BYTES)
+                .map_err(RuntimeError::TooLarge)?;
+        }
         let load = |e: TractError| RuntimeError::Load(format!("{e:#}"));
         let mut model = tract_onnx::onnx()
             .model_for_proto_model(&proto)

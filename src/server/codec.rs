@@ -56,6 +56,11 @@ pub fn request_format(headers: &HeaderMap) -> Option<Format> {
         .find(|f| f.matches(&m))
 }
 
+/// Media ranges of `Accept` that are looked at; the rest are ignored. Real clients send a
+/// handful; a 400 KB header of 10^5 ranges would otherwise cost 10^5 MIME parses on an async
+/// worker.
+const MAX_MEDIA_RANGES: usize = 16;
+
 /// The format of the answer (success or error).
 pub fn response_format(headers: &HeaderMap) -> Format {
     let fallback = request_format(headers).unwrap_or(Format::Json);
@@ -64,6 +69,7 @@ pub fn response_format(headers: &HeaderMap) -> Format {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
+        .take(MAX_MEDIA_RANGES)
         .filter_map(media_range)
         .collect();
     if ranges.is_empty() {
@@ -326,6 +332,11 @@ mod tests {
             f(pb, "application/x-protobuf;q=0.2, application/json;q=0.9"),
             Format::Json
         );
+        // Only the first 16 ranges count.
+        let many = format!("{}, {pb}", vec!["text/html"; 16].join(", "));
+        assert_eq!(f(json, &many), Format::Json);
+        let fewer = format!("{}, {pb}", vec!["text/html"; 15].join(", "));
+        assert_eq!(f(json, &fewer), Format::Protobuf);
         // The most specific range decides: protobuf excluded, everything else welcome.
         assert_eq!(f(pb, "application/x-protobuf;q=0, */*"), Format::Json);
         // Unsupported request type: JSON unless protobuf is asked for.

@@ -8,6 +8,30 @@ use clap::Parser;
 
 use crate::engine::EngineKind;
 
+/// A secret from the command line, the environment or a file: `Debug` (and so any log of the
+/// configuration) does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// `--engine`: the manifest's choice or one engine for all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
@@ -96,9 +120,20 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Bearer token required by the admin API (`/admin/...`). The admin API is disabled unless
-    /// this or `--admin-addr` is set.
+    /// this (or `--admin-token-file`) or `--admin-addr` is set. Prefer `--admin-token-file` or
+    /// the environment variable: a value passed as a flag is visible to every user of the
+    /// machine in `ps` and `/proc/<pid>/cmdline`.
     #[arg(long, env = "DISTILREC_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
+
+    /// File holding the admin token (surrounding whitespace and the final newline are
+    /// ignored), e.g. a mounted Kubernetes or Docker secret. Exclusive with `--admin-token`.
+    #[arg(
+        long,
+        env = "DISTILREC_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<PathBuf>,
 
     /// Serve the admin API on this separate address (e.g. a loopback-only port) instead of the
     /// public one. The token, if set, is still required there.
@@ -144,19 +179,22 @@ pub struct Config {
 
     /// Largest `model.onnx` a bundle may have, in bytes; a larger one is refused (`too_large`)
     /// from its size alone, before anything is read.
-    #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30, value_parser = parse_bytes)]
     pub max_model_bytes: u64,
 
     /// Largest `items.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20, value_parser = parse_bytes)]
     pub max_items_bytes: u64,
 
     /// Largest `users.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20, value_parser = parse_bytes)]
     pub max_users_bytes: u64,
 
-    /// Largest `items.f32` (the item matrix of a two-tower bundle) a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_ITEM_MATRIX_BYTES", default_value_t = 8 << 30)]
+    /// Largest item matrix of a two-tower bundle, in bytes **as decoded in memory**
+    /// (`n_rows · dim · 4`, plus 4 per row with biases), whatever the file's dtype: an int8
+    /// `items.i8` is a quarter of that on disk. Checked from the manifest before anything is
+    /// read. The exact engine keeps one more copy of the same size (int8: a quarter).
+    #[arg(long, env = "DISTILREC_MAX_ITEM_MATRIX_BYTES", default_value_t = 8 << 30, value_parser = parse_bytes)]
     pub max_item_matrix_bytes: u64,
 
     /// Deadline of one model load (read + check + optimise + warm up), in milliseconds, for the
@@ -172,10 +210,37 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
+    /// A response write that makes no progress for this many milliseconds (the client stopped
+    /// reading) closes the connection, so clients that never read cannot hold every
+    /// connection slot. A slow client that keeps reading is not affected.
+    #[arg(long, env = "DISTILREC_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+
     /// Open connections per listener; further clients wait in the kernel's accept queue until
     /// one closes, so file descriptors stay bounded.
     #[arg(long, env = "DISTILREC_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+}
+
+/// A byte count: a plain number, or with a binary suffix `K`, `M`, `G` (also `KiB`, `MiB`, `GiB`):
+/// `64M` = 64 · 2^20.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 512K, 64M, 8G)"))?;
+    let shift = match suffix.trim() {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("unknown size suffix `{other}` (K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// A configuration that cannot work, reported at start-up.
@@ -184,6 +249,20 @@ pub struct Config {
 pub struct ConfigError(String);
 
 impl Config {
+    /// Reads `--admin-token-file` into the token. Call before [`Config::validate`].
+    pub fn with_secrets(mut self) -> Result<Config, ConfigError> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read --admin-token-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            self.admin_token = Some(Secret(text.trim().to_string()));
+        }
+        Ok(self)
+    }
+
     /// Checks the rules that involve more than one flag or that clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError(m));
@@ -219,7 +298,11 @@ impl Config {
                 self.max_queue_delay_us, self.request_timeout_ms
             ));
         }
+        if self.admin_token_file.is_some() && self.admin_token.is_none() {
+            return fail("--admin-token-file was not read (Config::with_secrets)".into());
+        }
         if let Some(token) = &self.admin_token {
+            let token = token.expose();
             if token.len() < 8 || token.chars().any(char::is_whitespace) {
                 return fail("--admin-token must be at least 8 characters without spaces".into());
             }
@@ -242,6 +325,9 @@ impl Config {
         }
         if self.header_timeout_ms == 0 {
             return fail("--header-timeout-ms must be at least 1".into());
+        }
+        if self.write_timeout_ms == 0 {
+            return fail("--write-timeout-ms must be at least 1".into());
         }
         if self.max_connections == 0 {
             return fail("--max-connections must be at least 1".into());
@@ -297,6 +383,10 @@ impl Config {
 
     pub fn header_timeout(&self) -> Duration {
         Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 
     /// Whether the admin API listens on a non-loopback address without a token (allowed only
@@ -374,6 +464,55 @@ mod tests {
         c.validate().unwrap();
         assert!(c.admin_exposed_without_token());
         parse(&["--admin-addr", "[::1]:9090"]).validate().unwrap();
+    }
+
+    #[test]
+    fn debug_output_does_not_show_the_token() {
+        let c = parse(&["--admin-token", "very-secret-token"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+        assert_eq!(c.admin_token.unwrap().expose(), "very-secret-token");
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "from-a-file-token\n").unwrap();
+        let c = parse(&["--admin-token-file", path.to_str().unwrap()])
+            .with_secrets()
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.admin_token.as_ref().unwrap().expose(),
+            "from-a-file-token"
+        );
+        assert!(c.admin_enabled());
+        let missing = parse(&["--admin-token-file", "/nonexistent/token"]).with_secrets();
+        assert!(missing.is_err());
+        let both = Config::try_parse_from([
+            "distilrec",
+            "--admin-token",
+            "secret-token",
+            "--admin-token-file",
+            path.to_str().unwrap(),
+        ]);
+        assert!(both.is_err(), "the two are exclusive");
+    }
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_bytes("512KiB").unwrap(), 512 << 10);
+        for bad in ["", "M", "64 MB", "-1", "99999999999999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(&["--max-item-matrix-bytes", "64M"]).max_item_matrix_bytes,
+            64 << 20
+        );
     }
 
     #[test]

@@ -174,6 +174,8 @@ impl From<RegistryError> for ApiError {
             }
             e @ RegistryError::Load { .. } => ApiError::LoadFailed(e.to_string()),
             e @ RegistryError::NoPrevious(_) => ApiError::Conflict(e.to_string()),
+            e @ RegistryError::LoadRunning(_) => ApiError::Conflict(e.to_string()),
+            e @ RegistryError::KnownBad { .. } => ApiError::LoadFailed(e.to_string()),
             e @ RegistryError::Spawn(_) => ApiError::Internal(e.to_string()),
         }
     }

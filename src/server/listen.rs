@@ -1,5 +1,5 @@
-//! Accepting connections: a cap on open connections, a header / idle keep-alive timeout and
-//! graceful draining, built from hyper's HTTP/1 connection builder and hyper-util's
+//! Accepting connections: a cap on open connections, a header / idle keep-alive timeout, a
+//! write-progress timeout ([`WriteDeadline`]) and graceful draining, built from hyper's HTTP/1 connection builder and hyper-util's
 //! graceful-shutdown tracker (`axum::serve` has neither a timeout nor a cap: 20k half-open
 //! connections were enough to exhaust the process's file descriptors).
 
@@ -15,12 +15,17 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::write_deadline::WriteDeadline;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
     /// Time to receive a complete request head; hyper restarts it whenever a keep-alive
     /// connection waits for its next request, so it is the idle timeout too.
     pub header_timeout: Duration,
+    /// Longest a response write may stay blocked (a client that stopped reading) before the
+    /// connection is closed.
+    pub write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits for
@@ -60,7 +65,10 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = graceful.watch(builder.serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, limits.write_timeout)),
+            service,
+        ));
         let open = open.clone();
         open.inc();
         tokio::spawn(async move {

@@ -10,7 +10,8 @@
 //!   model, hot swap, polling, admin operations), loading one version, batching and ranking are
 //!   the serving core ([`crate::serving`]), which knows no HTTP.
 //! - `shutdown`: signal handling and draining; `listen`: the accept loop with its connection cap
-//!   and header / idle timeout. Metrics are registered in [`crate::metrics`].
+//!   and header / idle timeout; `write_deadline`: the socket wrapper that closes a connection
+//!   whose answer nobody reads. Metrics are registered in [`crate::metrics`].
 //!
 //! # API
 //! - `POST /recommend` `{"history": [ids] | "user_id": id, "k"?: 10, "exclude"?: [ids],
@@ -31,8 +32,10 @@
 //!   answers a fixed 10-item body through the same router and middleware; no model is loaded.
 //! - `GET /healthz`, `GET /readyz`, `GET /v1/models`, `GET /v1/models/{name}`, `GET /metrics`,
 //!   `GET /openapi.json` (the OpenAPI document, `openapi`; committed as `proto/openapi.json`).
-//! - Admin (only with `--admin-token` and/or `--admin-addr`): `POST /admin/models/{name}/load`
-//!   `{"version": N}` (load + pin), `.../rollback` (previous live version, pinned), `.../unpin`.
+//! - Admin (only with `--admin-token`/`--admin-token-file` and/or `--admin-addr`):
+//!   `POST /admin/models/{name}/load` `{"version": N}` (load + pin), `.../rollback` (previous live
+//!   version, pinned), `.../unpin`; `GET /admin/models/{name}` (the model detail with the full
+//!   text of each load failure; the public detail shows only their kinds).
 //!
 //! # Publishing a version
 //! The poller only considers directories named by a positive integer, so write the bundle
@@ -45,7 +48,8 @@
 //! # Connections (`listen`)
 //! HTTP/1.1 through hyper's connection builder: at most `--max-connections` per listener (then
 //! the server stops accepting), a request head within `--header-timeout-ms` (also the idle
-//! keep-alive timeout), graceful drain on shutdown.
+//! keep-alive timeout), no response write blocked for longer than `--write-timeout-ms` (a client
+//! that stops reading loses its connection), graceful drain on shutdown.
 //!
 //! # Logs
 //! Start-up logs `listening on HOST:PORT` (the bound address, also when `--addr` has port 0;
@@ -65,6 +69,7 @@ mod routes;
 mod shutdown;
 mod state;
 mod views;
+mod write_deadline;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -84,6 +89,7 @@ use listen::ConnLimits;
 
 /// Binds the configured addresses and serves until SIGTERM / ctrl-c.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = config.with_secrets()?;
     config.validate()?;
     let listener = TcpListener::bind(config.addr)
         .await
@@ -108,6 +114,7 @@ pub async fn serve(
     admin_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let config = config.with_secrets()?;
     config.validate()?;
     if !config.models.is_dir() {
         bail!(
@@ -131,6 +138,7 @@ pub async fn serve(
     let limits = ConnLimits {
         max_connections: state.config.max_connections,
         header_timeout: state.config.header_timeout(),
+        write_timeout: state.config.write_timeout(),
     };
     let connections = |listener: &str| state.metrics.connections.with_label_values(&[listener]);
     let addr = listener.local_addr().context("reading the bound address")?;

@@ -40,6 +40,7 @@ use crate::bundle::Role;
         model_detail,
         metrics,
         openapi_json,
+        admin_detail,
         admin_load,
         admin_rollback,
         admin_unpin
@@ -388,6 +389,24 @@ fn metrics() {}
 )]
 #[allow(dead_code)]
 fn openapi_json() {}
+
+/// `GET /v1/models/{name}` plus the full error text of each remembered load failure (the
+/// public route shows only their kinds).
+#[utoipa::path(
+    get,
+    path = "/admin/models/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "Model name", example = "ml100k")),
+    responses(
+        (status = 200, description = "The model", body = ModelDetail),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`unknown_model`, or `not_found` when the admin API is \
+            disabled", body = ErrorBody)
+    )
+)]
+#[allow(dead_code)]
+fn admin_detail() {}
 
 /// Load a version on disk and pin it (the poller no longer moves this model).
 #[utoipa::path(

@@ -17,20 +17,31 @@ pub struct LoadFailure {
     pub version: u64,
     /// Stable label of the cause (e.g. `checksum`, `output_shape`, `warmup`).
     pub kind: &'static str,
-    pub error: String,
+    /// The full error (file names, runtime messages): only in the admin API's view
+    /// (`GET /admin/models/{name}`) and the logs, never on the public routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Unix seconds.
     pub at: u64,
 }
 
-impl From<&Failure> for LoadFailure {
-    fn from(f: &Failure) -> Self {
+impl LoadFailure {
+    fn new(f: &Failure, audience: Audience) -> Self {
         LoadFailure {
             version: f.version,
             kind: f.kind,
-            error: f.error.clone(),
+            error: (audience == Audience::Admin).then(|| f.error.clone()),
             at: f.at,
         }
     }
+}
+
+/// Who a view is for: the public routes get the failure kinds only; paths and tract's
+/// messages describe the server's disk and internals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Public,
+    Admin,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -106,11 +117,15 @@ impl From<&LoadedModel> for LiveInfo {
     }
 }
 
-impl From<ModelSnapshot> for ModelDetail {
-    fn from(s: ModelSnapshot) -> Self {
+impl ModelDetail {
+    pub fn new(s: ModelSnapshot, audience: Audience) -> Self {
         ModelDetail {
             live: s.live.as_deref().map(LiveInfo::from),
-            load_failures: s.failures.iter().map(LoadFailure::from).collect(),
+            load_failures: s
+                .failures
+                .iter()
+                .map(|f| LoadFailure::new(f, audience))
+                .collect(),
             name: s.name,
             default: s.default,
             pinned: s.pinned,

@@ -35,6 +35,8 @@ pub struct Control {
     /// Versions that were live before the current one, most recent last.
     previous: Vec<u64>,
     failures: BTreeMap<u64, Failure>,
+    /// Versions found by the last successful scan of the model's directory, ascending.
+    listed: Vec<u64>,
     /// A sync with the repository has completed at least once (successful or not): the default
     /// model choice waits for this before passing over a model that has no live version.
     pub synced: bool,
@@ -53,6 +55,16 @@ impl Control {
         self.pinned = None;
     }
 
+    /// Records the versions a scan of the model's directory found (ascending).
+    pub fn listed(&mut self, versions: Vec<u64>) {
+        self.listed = versions;
+    }
+
+    /// Versions on disk as of the last scan.
+    pub fn listed_versions(&self) -> &[u64] {
+        &self.listed
+    }
+
     /// Earlier live versions, most recent last.
     pub fn previous(&self) -> &[u64] {
         &self.previous
@@ -61,6 +73,11 @@ impl Control {
     /// Remembered failures, by version.
     pub fn failures(&self) -> impl Iterator<Item = &Failure> {
         self.failures.values()
+    }
+
+    /// The remembered failure of `version`, if any.
+    pub fn failure(&self, version: u64) -> Option<&Failure> {
+        self.failures.get(&version)
     }
 
     /// The fingerprint a failed load of `version` was remembered with: `None` if it did not

@@ -6,9 +6,32 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
+
+/// The right to run one model-load thread: held by the thread until it really ends, and
+/// counted in `distilrec_model_load_threads` meanwhile.
+pub struct LoadSlot {
+    _permit: OwnedSemaphorePermit,
+    running: prometheus::IntGauge,
+}
+
+impl LoadSlot {
+    pub fn new(permit: OwnedSemaphorePermit, running: prometheus::IntGauge) -> Self {
+        running.inc();
+        LoadSlot {
+            _permit: permit,
+            running,
+        }
+    }
+}
+
+impl Drop for LoadSlot {
+    fn drop(&mut self) {
+        self.running.dec();
+    }
+}
 
 /// One attempt at loading a version.
 pub struct Attempt {
@@ -18,12 +41,20 @@ pub struct Attempt {
 }
 
 /// Loads the bundle in `dir` with [`load_version`] on a low-priority thread. A load stuck in a
-/// read (hung NFS) keeps its thread but not the caller: after `deadline` the attempt is a
-/// [`LoadError::Timeout`], and a panic is a [`LoadError::Panic`].
-pub async fn load_off_thread(dir: PathBuf, spec: LoadSpec, deadline: Duration) -> Attempt {
+/// read (hung NFS) or in an endless graph keeps its thread but not the caller: after `deadline`
+/// the attempt is a [`LoadError::Timeout`], and a panic is a [`LoadError::Panic`]. `slot` is
+/// held by the thread itself until it really ends (Rust cannot stop a thread), so whoever
+/// hands out slots knows that a timed-out load is still running.
+pub async fn load_off_thread(
+    dir: PathBuf,
+    spec: LoadSpec,
+    deadline: Duration,
+    slot: LoadSlot,
+) -> Attempt {
     let fingerprint_dir = dir.clone();
     let (print_tx, mut print_rx) = oneshot::channel::<u64>();
     let work = run_low_priority(move || {
+        let _slot = slot;
         // Taken before reading so a write racing with the load changes it and gets a retry;
         // sent ahead of the load so a panic or a timeout is remembered against it too.
         let _ = print_tx.send(fingerprint(&fingerprint_dir));

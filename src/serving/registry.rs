@@ -19,7 +19,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::batcher::{Batcher, BatcherConfig};
 use super::control::{Control, Failure};
-use super::loader::{fingerprint, load_off_thread};
+use super::loader::{fingerprint, load_off_thread, LoadSlot};
 use super::model::{LoadError, LoadSpec, LoadedModel};
 use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits};
 use crate::metrics::Metrics;
@@ -54,6 +54,17 @@ pub enum RegistryError {
     },
     #[error("model `{0}` has no earlier version to roll back to")]
     NoPrevious(String),
+    #[error(
+        "a load of model `{0}` is still running past its deadline; no other load of it starts \
+         until it ends"
+    )]
+    LoadRunning(String),
+    #[error("{model} version {version} was refused ({kind}) and its files have not changed since")]
+    KnownBad {
+        model: String,
+        version: u64,
+        kind: &'static str,
+    },
     #[error("could not start the inference threads: {0}")]
     Spawn(#[from] std::io::Error),
 }
@@ -64,7 +75,7 @@ pub struct ModelSnapshot {
     pub default: bool,
     pub live: Option<Arc<LoadedModel>>,
     pub pinned: Option<u64>,
-    /// Versions on disk, ascending.
+    /// Versions on disk at the last scan of the model's directory, ascending.
     pub versions: Vec<u64>,
     /// Earlier live versions, most recent last.
     pub previous: Vec<u64>,
@@ -79,6 +90,9 @@ pub struct ModelEntry {
     /// Serialises loads of this model (poller vs admin); held across the blocking load, never
     /// touched by requests.
     load_lock: tokio::sync::Mutex<()>,
+    /// One permit, held by the load *thread* (not by the task waiting for it): a load past its
+    /// deadline releases `load_lock` but keeps running, and must not be joined by more.
+    load_thread: Arc<tokio::sync::Semaphore>,
     control: Mutex<Control>,
 }
 
@@ -155,6 +169,7 @@ impl Registry {
             live: ArcSwapOption::empty(),
             batcher: Batcher::spawn(name, self.config.batcher, &self.metrics)?,
             load_lock: tokio::sync::Mutex::new(()),
+            load_thread: Arc::new(tokio::sync::Semaphore::new(1)),
             control: Mutex::new(Control::default()),
         });
         let mut map = BTreeMap::clone(&self.models.load());
@@ -183,6 +198,10 @@ impl Registry {
     async fn start_syncs(self: &Arc<Self>) -> tokio::task::JoinSet<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let repo = self.config.repo.clone();
+        self.metrics
+            .repository_scans
+            .with_label_values(&["repository"])
+            .inc();
         let scanned = tokio::task::spawn_blocking(move || scan_models(&repo)).await;
         let names = match scanned {
             Ok(Ok(names)) => names,
@@ -260,10 +279,11 @@ impl Registry {
     }
 
     async fn sync_versions(&self, entry: &ModelEntry) {
+        // Scanned even when pinned: the listing `GET /v1/models` shows comes from here.
+        let versions = self.versions_on_disk(entry).await;
         if entry.control().pinned().is_some() {
             return;
         }
-        let versions = self.versions_on_disk(&entry.name).await;
         for &version in versions.iter().rev() {
             if entry.live_version() == Some(version) {
                 return;
@@ -271,32 +291,49 @@ impl Registry {
             if self.known_bad(entry, version).await {
                 continue;
             }
-            if self.load_and_swap(entry, version, true).await.is_ok() {
-                return;
+            match self.load_and_swap(entry, version, true).await {
+                Ok(_) | Err(RegistryError::LoadRunning(_)) => return,
+                Err(_) => {}
             }
         }
     }
 
-    async fn versions_on_disk(&self, name: &str) -> Vec<u64> {
+    /// Scans `name`'s directory off the async workers and records the listing that
+    /// `GET /v1/models` shows; a failed scan is logged and counted, keeps the last listing and
+    /// offers no versions.
+    async fn versions_on_disk(&self, entry: &ModelEntry) -> Vec<u64> {
         let repo = self.config.repo.clone();
-        let model = name.to_string();
-        match tokio::task::spawn_blocking(move || scan_versions(&repo, &model)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                self.scan_failed(&self.config.repo.join(name), &e.to_string());
-                Vec::new()
+        let model = entry.name.clone();
+        self.metrics
+            .repository_scans
+            .with_label_values(&["model"])
+            .inc();
+        let error = match tokio::task::spawn_blocking(move || scan_versions(&repo, &model)).await {
+            Ok(Ok(v)) => {
+                entry.control().listed(v.clone());
+                return v;
             }
-            Err(e) => {
-                self.scan_failed(&self.config.repo.join(name), &e.to_string());
-                Vec::new()
-            }
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.scan_failed(&self.config.repo.join(&entry.name), &error);
+        Vec::new()
     }
 
     async fn known_bad(&self, entry: &ModelEntry, version: u64) -> bool {
         let Some(remembered) = entry.control().failed_fingerprint(version) else {
             return false;
         };
+        self.unchanged_since(entry, version, remembered).await
+    }
+
+    /// Whether `version`'s files still have the `remembered` fingerprint of a failed load.
+    async fn unchanged_since(
+        &self,
+        entry: &ModelEntry,
+        version: u64,
+        remembered: Option<u64>,
+    ) -> bool {
         let dir = self.version_dir(&entry.name, version);
         let now = tokio::time::timeout(
             self.config.load_timeout,
@@ -323,6 +360,10 @@ impl Registry {
         version: u64,
         remember_previous: bool,
     ) -> Result<Arc<LoadedModel>, RegistryError> {
+        let Ok(permit) = Arc::clone(&entry.load_thread).try_acquire_owned() else {
+            tracing::warn!(model = %entry.name, version, "not loading: an earlier load of this model is still running past its deadline");
+            return Err(RegistryError::LoadRunning(entry.name.clone()));
+        };
         let spec = LoadSpec {
             name: entry.name.clone(),
             load_id: self.next_load_id.fetch_add(1, Ordering::Relaxed),
@@ -337,7 +378,8 @@ impl Registry {
         let start = Instant::now();
         tracing::info!(model = %entry.name, version, "loading model version");
         let dir = self.version_dir(&entry.name, version);
-        let attempt = load_off_thread(dir, spec, self.config.load_timeout).await;
+        let slot = LoadSlot::new(permit, self.metrics.load_threads.clone());
+        let attempt = load_off_thread(dir, spec, self.config.load_timeout, slot).await;
         let elapsed = start.elapsed();
         self.metrics
             .reload_duration
@@ -410,13 +452,14 @@ impl Registry {
     pub async fn load_pinned(&self, name: &str, version: u64) -> Result<u64, RegistryError> {
         let entry = self.known_entry(name)?;
         let _lock = entry.load_lock.lock().await;
-        if !self.versions_on_disk(name).await.contains(&version) {
+        if !self.versions_on_disk(&entry).await.contains(&version) {
             return Err(RegistryError::UnknownVersion {
                 model: name.to_string(),
                 version,
             });
         }
         if entry.live_version() != Some(version) {
+            self.refuse_timed_out(&entry, version).await?;
             self.load_and_swap(&entry, version, true).await?;
         }
         entry.control().pin(version);
@@ -424,18 +467,44 @@ impl Registry {
         Ok(version)
     }
 
+    /// A version whose load ran past its deadline is not loaded again through the admin API
+    /// either until its files change: the same files would time out again, each time leaving
+    /// one more thread behind.
+    async fn refuse_timed_out(
+        &self,
+        entry: &ModelEntry,
+        version: u64,
+    ) -> Result<(), RegistryError> {
+        let remembered = entry
+            .control()
+            .failure(version)
+            .map(|f| (f.kind, f.fingerprint));
+        let Some((kind, print)) = remembered else {
+            return Ok(());
+        };
+        if kind == "timeout" && self.unchanged_since(entry, version, print).await {
+            return Err(RegistryError::KnownBad {
+                model: entry.name.clone(),
+                version,
+                kind,
+            });
+        }
+        Ok(())
+    }
+
     /// Admin: back to the version that was live before the current one (or, with no such
     /// history, the next lower version on disk), pinned.
     pub async fn rollback(&self, name: &str) -> Result<u64, RegistryError> {
         let entry = self.known_entry(name)?;
         let _lock = entry.load_lock.lock().await;
-        let on_disk = self.versions_on_disk(name).await;
+        let on_disk = self.versions_on_disk(&entry).await;
         let live = entry.live_version();
         let target = entry.control().rollback_target(live, &on_disk);
         let Some(target) = target else {
             return Err(RegistryError::NoPrevious(name.to_string()));
         };
         let version = target.version;
+        self.refuse_timed_out(&entry, version).await?;
         self.load_and_swap(&entry, version, false).await?;
         entry.control().rolled_back(target);
         tracing::info!(model = %name, version, "model rolled back and pinned");
@@ -463,28 +532,26 @@ impl Registry {
     }
 
     /// Every model's [`ModelSnapshot`], by name.
-    pub async fn snapshots(&self) -> Vec<ModelSnapshot> {
-        let mut out = Vec::new();
-        for name in self.names() {
-            if let Some(s) = self.snapshot(&name).await {
-                out.push(s);
-            }
-        }
-        out
+    pub fn snapshots(&self) -> Vec<ModelSnapshot> {
+        self.names()
+            .iter()
+            .filter_map(|name| self.snapshot(name))
+            .collect()
     }
 
-    /// What an operator sees of one model: its live version, pin, versions on disk, rollback
-    /// history and remembered failures.
-    pub async fn snapshot(&self, name: &str) -> Option<ModelSnapshot> {
+    /// What an operator sees of one model: its live version, pin, versions on disk as of the
+    /// last scan (never a scan per request: this route is public, and a directory of 10^5
+    /// entries or a hung mount would make every request as slow as a scan), rollback history
+    /// and remembered failures.
+    pub fn snapshot(&self, name: &str) -> Option<ModelSnapshot> {
         let entry = self.get(name)?;
-        let versions = self.versions_on_disk(name).await;
         let c = entry.control();
         Some(ModelSnapshot {
             name: entry.name.clone(),
             default: self.default_name() == Some(name),
             live: entry.live(),
             pinned: c.pinned(),
-            versions,
+            versions: c.listed_versions().to_vec(),
             previous: c.previous().to_vec(),
             failures: c.failures().cloned().collect(),
         })

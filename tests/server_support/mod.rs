@@ -387,6 +387,38 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Sum of every sample of `metric` (all label sets) in a text exposition.
+pub fn sample_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until the poller has finished at least `rounds` more rounds over the repository
+/// (`distilrec_repository_scans_total{scope="repository"}` counts one at the start of each), so
+/// a test can show that something did *not* happen meanwhile without sleeping.
+pub fn wait_poll_rounds(server: &Server, rounds: u32) {
+    let series = r#"distilrec_repository_scans_total{scope="repository"}"#;
+    let start = sample(&server.metrics(), series);
+    // One more than asked: the round counted first may still have been running at `start`.
+    let want = start + f64::from(rounds) + 1.0;
+    wait_for(&format!("{rounds} poll rounds"), || {
+        sample(&server.metrics(), series) >= want
+    });
+}
+
+/// Gives `path` a modification time one second after its current one: a new fingerprint for
+/// the poller without waiting for the clock to move.
+pub fn touch_later(path: &Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let mtime = f.metadata().unwrap().modified().unwrap();
+    f.set_modified(mtime + Duration::from_secs(1)).unwrap();
+}
+
 /// Item id `iN` → vocabulary row N (the synthetic vocabulary).
 pub fn row_of(id: &str) -> u32 {
     id.strip_prefix('i').unwrap().parse().unwrap()

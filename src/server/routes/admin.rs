@@ -8,19 +8,21 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bundle::parse_version;
+use crate::bundle::{parse_version, valid_version};
 use crate::server::errors::ApiError;
 use crate::server::extract::{Json, ModelName};
 use crate::server::state::AppState;
+use crate::server::views::{Audience, ModelDetail};
 use crate::serving::registry::RegistryError;
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/admin/models/{name}", get(detail))
         .route("/admin/models/{name}/load", post(load))
         .route("/admin/models/{name}/rollback", post(rollback))
         .route("/admin/models/{name}/unpin", post(unpin))
@@ -33,13 +35,22 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        if !constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
             return ApiError::Unauthorized.into_response();
         }
     }
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 §11.1: `bearer`, `BEARER` are the same scheme); the token is not.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Comparison time does not depend on where the first differing byte is.
@@ -60,7 +71,7 @@ struct LoadRequest {
 
 fn version_of(v: &serde_json::Value) -> Result<u64, ApiError> {
     let parsed = match v {
-        serde_json::Value::Number(n) => n.as_u64().filter(|v| *v > 0),
+        serde_json::Value::Number(n) => n.as_u64().filter(|v| valid_version(*v)),
         serde_json::Value::String(s) => parse_version(s),
         _ => None,
     };
@@ -76,6 +87,19 @@ async fn detached<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::Internal(format!("admin task failed: {e}")))?
         .map_err(ApiError::from)
+}
+
+/// `GET /v1/models/{name}` with the full text of every remembered load failure.
+async fn detail(
+    State(st): State<AppState>,
+    ModelName(name): ModelName,
+) -> Result<Response, ApiError> {
+    let detail = st
+        .registry
+        .snapshot(&name)
+        .map(|s| ModelDetail::new(s, Audience::Admin))
+        .ok_or(ApiError::UnknownModel(name))?;
+    Ok(axum::Json(detail).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(model = %name))]
@@ -131,6 +155,15 @@ mod tests {
         ] {
             assert!(version_of(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer tok", "bearer tok", "BEARER tok", "Bearer  tok"] {
+            assert_eq!(bearer_token(v), Some("tok"), "{v}");
+        }
+        assert_eq!(bearer_token("Basic tok"), None);
+        assert_eq!(bearer_token("Bearertok"), None);
     }
 
     #[test]

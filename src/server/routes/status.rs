@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::server::errors::ApiError;
 use crate::server::extract::ModelName;
 use crate::server::state::AppState;
-use crate::server::views::{ModelDetail, ModelSummary};
+use crate::server::views::{Audience, ModelDetail, ModelSummary};
 
 /// Liveness: the process answers.
 pub async fn healthz() -> &'static str {
@@ -44,7 +44,6 @@ pub async fn list_models(State(st): State<AppState>) -> Response {
         "models": st
             .registry
             .snapshots()
-            .await
             .iter()
             .map(ModelSummary::from)
             .collect::<Vec<_>>(),
@@ -59,8 +58,7 @@ pub async fn model_detail(
     let detail = st
         .registry
         .snapshot(&name)
-        .await
-        .map(ModelDetail::from)
+        .map(|s| ModelDetail::new(s, Audience::Public))
         .ok_or(ApiError::UnknownModel(name))?;
     Ok(axum::Json(detail).into_response())
 }
