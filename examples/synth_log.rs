@@ -69,14 +69,20 @@ impl Table {
 
     fn draw(&self, rng: &mut StdRng) -> u32 {
         let x = rng.random::<f64>() * self.cdf.last().copied().unwrap_or(0.0);
-        let i = self.cdf.partition_point(|&c| c < x).min(self.items.len() - 1);
+        let i = self
+            .cdf
+            .partition_point(|&c| c < x)
+            .min(self.items.len() - 1);
         self.items[i]
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    anyhow::ensure!(a.users > 0 && a.items > 1 && a.interactions > 0, "sizes must be positive");
+    anyhow::ensure!(
+        a.users > 0 && a.items > 1 && a.interactions > 0,
+        "sizes must be positive"
+    );
     let n_clusters = a
         .clusters
         .unwrap_or(((a.items as f64).sqrt() as usize).clamp(2, 512));
@@ -87,7 +93,9 @@ fn main() -> anyhow::Result<()> {
         rank.swap(i, rng.random_range(0..=i));
     }
     let weight = |i: u32| 1.0 / ((rank[i as usize] + 1) as f64).powf(a.zipf);
-    let cluster: Vec<usize> = (0..a.items).map(|_| rng.random_range(0..n_clusters)).collect();
+    let cluster: Vec<usize> = (0..a.items)
+        .map(|_| rng.random_range(0..n_clusters))
+        .collect();
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); n_clusters];
     for (i, &c) in cluster.iter().enumerate() {
         members[c].push(i as u32);

@@ -90,7 +90,9 @@ fn a_teacher_written_with_the_onnx_package_is_evaluated_and_distilled_from() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let report = run(distill_args(&data, tmp.path(), &teacher)).unwrap().into_dense();
+    let report = run(distill_args(&data, tmp.path(), &teacher))
+        .unwrap()
+        .into_dense();
     let row = |name: &str| {
         report
             .main

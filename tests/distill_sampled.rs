@@ -74,9 +74,7 @@ fn the_sampled_trainer_reports_exports_and_its_bundles_load() {
         ]
     );
     // Every model is evaluated on real metrics; the teacher learns the planted groups.
-    let ndcg = |n: &str| {
-        report.models.iter().find(|m| m.name == n).unwrap().test["ndcg@10"]
-    };
+    let ndcg = |n: &str| report.models.iter().find(|m| m.name == n).unwrap().test["ndcg@10"];
     assert!(ndcg("teacher-mlp") > ndcg("popularity"), "{names:?}");
     for m in &report.models {
         assert!(m.test["ndcg@10"].is_finite() && m.valid["ndcg@10"].is_finite());
@@ -109,12 +107,18 @@ fn a_plan_over_max_memory_is_refused_before_anything_is_trained() {
     config.teacher_dim = 256;
     config.sampled_teacher_hidden = vec![512, 256];
     let err = run(config).expect_err("over budget").to_string();
-    assert!(err.contains("does not fit") && err.contains("--max-memory"), "{err}");
+    assert!(
+        err.contains("does not fit") && err.contains("--max-memory"),
+        "{err}"
+    );
     assert!(!tmp.path().join("run").exists(), "nothing was written");
     assert!(!tmp.path().join("models").exists(), "nothing was exported");
     // A budget smaller than reading the file stops before the file is read.
     let err = run(args(&data, tmp.path(), &["--max-memory", "1k"]))
         .expect_err("even reading is over budget")
         .to_string();
-    assert!(err.contains("reading") && err.contains("--max-memory"), "{err}");
+    assert!(
+        err.contains("reading") && err.contains("--max-memory"),
+        "{err}"
+    );
 }

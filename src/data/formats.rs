@@ -520,6 +520,19 @@ mod tests {
                 "line 1",
                 "user_id",
             ),
+            // Bundles store ids one per line, tab-separated.
+            (
+                "tabs.csv",
+                "user,item\nu1,i1\nu2,\"i\t2\"\n",
+                "line 3",
+                "tab or line break",
+            ),
+            (
+                "lines.csv",
+                "user,item\n\"u\n1\",i1\n",
+                "line 2",
+                "tab or line break",
+            ),
         ];
         for (name, text, line, what) in cases {
             let p = write(d.path(), name, text);

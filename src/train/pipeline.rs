@@ -7,15 +7,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::config::{Config, Mode, StudentFormat, TeacherChoice};
-use super::plan;
-use super::sampled::report::SampledReport;
 use super::error::TrainError;
 use super::external::ExternalTeacher;
 use super::fit::TrainOpts;
 use super::kd::KdVariant;
 use super::model::MlpSpec;
+use super::plan;
 use super::publish::{self, Publish, SeedRun};
 use super::report::{self, DatasetSummary, Phase, Ratios, Report, SweepPoint};
+use super::sampled::report::SampledReport;
 use super::students::{self, KdTargets, SeedCtx, Taught, Untaught};
 use super::teachers;
 use super::trained::Trained;
@@ -111,7 +111,10 @@ fn validate(config: &Config) -> Result<(), TrainError> {
     if config.sampled_teacher_hidden.contains(&0) || config.sampled_sweep_dims.contains(&0) {
         return bad("--sampled-teacher-hidden and --sampled-sweep-dims must be at least 1");
     }
-    if !(config.sampled_lr > 0.0 && config.sampled_teacher_lr > 0.0 && config.sampled_weight_decay >= 0.0) {
+    if !(config.sampled_lr > 0.0
+        && config.sampled_teacher_lr > 0.0
+        && config.sampled_weight_decay >= 0.0)
+    {
         return bad("--sampled-lr and --sampled-teacher-lr must be positive, --sampled-weight-decay not negative");
     }
     if !(config.target_quality > 0.0 && config.target_quality <= 1.0) {
@@ -264,9 +267,9 @@ pub fn run(mut config: Config) -> Result<Outcome, TrainError> {
     let mut outcome = job.publish_main(&main, &mut phases)?;
     let extra = extra_seeds(&config, &data, &main, job.external, &mut phases)?;
     outcome.result.seconds = main.seconds;
-    Ok(Outcome::Dense(Box::new(job.finish(
-        outcome, extra, phases, started,
-    )?)))
+    Ok(Outcome::Dense(Box::new(
+        job.finish(outcome, extra, phases, started)?,
+    )))
 }
 
 /// What every phase after the main seed's training reads.

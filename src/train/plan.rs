@@ -254,7 +254,10 @@ pub fn make(config: &Config, shape: Shape, budget_bytes: u64, gflops: f64) -> Pl
         _ => {
             // Timing probes allocate a small model: only once the memory plan fits.
             let untimed = sampled_phases(config, shape, gflops, false);
-            if untimed.iter().all(|p| p.skipped.is_some() || p.bytes <= budget_bytes) {
+            if untimed
+                .iter()
+                .all(|p| p.skipped.is_some() || p.bytes <= budget_bytes)
+            {
                 sampled_phases(config, shape, gflops, true)
             } else {
                 untimed
@@ -336,7 +339,12 @@ pub fn sampled_shapes(config: &Config) -> SampledShape {
     dims.dedup();
     let students = dims
         .into_iter()
-        .map(|d| (d, config.student_hidden.iter().map(|_| d).collect::<Vec<_>>()))
+        .map(|d| {
+            (
+                d,
+                config.student_hidden.iter().map(|_| d).collect::<Vec<_>>(),
+            )
+        })
         .filter(|(d, h)| per_item_params(*d, h) as f64 / t_per_item <= config.max_param_ratio)
         .collect();
     SampledShape {
@@ -354,7 +362,9 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
     let t_last = th.last().copied().unwrap_or(*td);
     // Parameters, two Adam moments, the gradient buffer and the best-epoch copy.
     let train_bytes = |d: usize, h: &[usize]| {
-        (i * per_item_params(d, h) + dense_layer_flops(d, h) as u64 + h.iter().sum::<usize>() as u64)
+        (i * per_item_params(d, h)
+            + dense_layer_flops(d, h) as u64
+            + h.iter().sum::<usize>() as u64)
             * 4
             * 5
     };
@@ -389,7 +399,9 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
         };
         super::sampled::fit::probe_step_seconds(&spec, s.items, batch_shape, kd_items)
     };
-    let steps_per_epoch = (u as f64 / config.sampled_batch_size as f64).ceil().max(32.0);
+    let steps_per_epoch = (u as f64 / config.sampled_batch_size as f64)
+        .ceil()
+        .max(32.0);
     let epochs = config.sampled_max_epochs as f64;
     let eval_users = (config.eval_users.min(s.users)) as f64;
     let rank_secs = |users: f64, last: usize| 2.0 * users * i as f64 * last as f64 / rate;
@@ -403,7 +415,9 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
             let last = h.last().copied().unwrap_or(*d);
             let plain = steps_per_epoch * step_secs(*d, h, 0);
             let kd = steps_per_epoch * step_secs(*d, h, kd_items + config.rank_k)
-                + steps_per_epoch * config.sampled_batch_size as f64 * kd_items as f64
+                + steps_per_epoch
+                    * config.sampled_batch_size as f64
+                    * kd_items as f64
                     * t_last as f64
                     * 2.0
                     / rate
@@ -430,21 +444,26 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
             )),
         },
         PhaseEstimate {
-            name: format!(
-                "teacher (mean_mlp d{td}, {th:?}) ‖ students without KD"
-            ),
+            name: format!("teacher (mean_mlp d{td}, {th:?}) ‖ students without KD"),
             bytes: base + teacher_train + biggest_student,
             seconds: teacher_secs.max(student_secs / two / two),
             skipped: None,
         },
         PhaseEstimate {
             name: "teacher: full ranking (evaluation + top-K lists)".into(),
-            bytes: base + train_bytes(*td, th) / 5 + engine_bytes(t_last) * 2 + lists + teacher_users,
+            bytes: base
+                + train_bytes(*td, th) / 5
+                + engine_bytes(t_last) * 2
+                + lists
+                + teacher_users,
             seconds: rank_secs(u as f64, t_last) / two,
             skipped: None,
         },
         PhaseEstimate {
-            name: format!("KD students (widths {:?}), 2 at a time", shapes.student_dims.iter().map(|d| d.0).collect::<Vec<_>>()),
+            name: format!(
+                "KD students (widths {:?}), 2 at a time",
+                shapes.student_dims.iter().map(|d| d.0).collect::<Vec<_>>()
+            ),
             bytes: base
                 + train_bytes(*td, th) / 5
                 + lists

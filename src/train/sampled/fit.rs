@@ -118,7 +118,9 @@ pub fn fit(
             .map(|r| (-(r as f64) / t.rank_decay).exp())
             .collect();
         let total: f64 = w.iter().sum();
-        w.iter().map(|x| (t.lambda_rank * x / total) as f32).collect()
+        w.iter()
+            .map(|x| (t.lambda_rank * x / total) as f32)
+            .collect()
     });
     let mut student_top: Vec<Vec<u32>> = Vec::new();
 
@@ -224,6 +226,10 @@ pub fn fit(
     )
 }
 
+/// What a KD student's examples draw on: the teacher, ranking-KD weights by rank, and the
+/// student's current top items per user.
+type KdInputs<'a, 'b> = (&'a Teacher<'b>, &'a [f32], &'a [Vec<u32>]);
+
 /// One user's example: the history with input dropout (at least one item kept) as input, up
 /// to `n_targets` of the dropped items as targets (the whole history when none was dropped),
 /// and the teacher's signals.
@@ -232,7 +238,7 @@ fn example(
     split: &Split,
     keep: f64,
     n_targets: usize,
-    teacher: Option<(&Teacher<'_>, &[f32], &[Vec<u32>])>,
+    teacher: Option<KdInputs<'_, '_>>,
     n_items: usize,
     rng: &mut StdRng,
 ) -> Example {
@@ -253,7 +259,11 @@ fn example(
         let k = rng.random_range(0..held_out.len());
         input.push(held_out.swap_remove(k));
     }
-    let pool = if held_out.is_empty() { history } else { &held_out };
+    let pool = if held_out.is_empty() {
+        history
+    } else {
+        &held_out
+    };
     let m = n_targets.min(pool.len());
     let w = 1.0 / m as f32;
     let mut targets: Vec<(u32, f32)> = pool.choose_multiple(rng, m).map(|&i| (i, w)).collect();
@@ -281,11 +291,7 @@ fn example(
             kd = set.into_iter().zip(e).map(|(i, e)| (i, e / sum)).collect();
         }
     }
-    Example {
-        input,
-        targets,
-        kd,
-    }
+    Example { input, targets, kd }
 }
 
 /// Measured seconds of one training step of a `spec` tower at this batch shape (the planner's
@@ -304,12 +310,16 @@ pub fn probe_step_seconds(
     let tower = Tower::new(n, spec.clone(), &mut rng);
     let mut trainer = Trainer::new(tower, 1e-3, 0.0);
     let sampler = Sampler::new(&vec![1; n], negatives.min(n), 0.75);
-    let mut pick = |k: usize| -> Vec<u32> { (0..k).map(|_| rng.random_range(0..n as u32)).collect() };
+    let mut pick =
+        |k: usize| -> Vec<u32> { (0..k).map(|_| rng.random_range(0..n as u32)).collect() };
     let batch: Vec<Example> = (0..batch.max(1))
         .map(|_| Example {
             input: pick(history.max(1)),
             targets: pick(targets.max(1)).into_iter().map(|i| (i, 1.0)).collect(),
-            kd: pick(kd_items).into_iter().map(|i| (i, 1.0 / kd_items.max(1) as f32)).collect(),
+            kd: pick(kd_items)
+                .into_iter()
+                .map(|i| (i, 1.0 / kd_items.max(1) as f32))
+                .collect(),
         })
         .collect();
     let kd = KdWeight {

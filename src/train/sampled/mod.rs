@@ -64,7 +64,11 @@ fn threads() -> usize {
 struct Phases(Vec<(String, f64)>);
 
 impl Phases {
-    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, TrainError>) -> Result<T, TrainError> {
+    fn time<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
         let t = Instant::now();
         tracing::info!(phase = name, "phase started");
         let out = f()?;
@@ -149,7 +153,9 @@ pub fn run(
     }
     let mut phases = Phases(vec![("read data".into(), read_seconds)]);
     let n_items = data.n_items();
-    let split = phases.time("split", || Ok(random_split(data, [0.8, 0.1, 0.1], config.seed)))?;
+    let split = phases.time("split", || {
+        Ok(random_split(data, [0.8, 0.1, 0.1], config.seed))
+    })?;
     let mut counts = vec![0u32; n_items];
     for h in &split.train {
         for &i in h {
@@ -184,7 +190,12 @@ pub fn run(
     let mut round1 = phases.time("teacher ‖ students without KD (2 threads)", || {
         Ok(two_at_a_time(&jobs, |job| {
             let (s, seed, label, role) = match job {
-                Job::Teacher => (&teacher_spec, config.seed, "teacher-mlp".to_string(), Role::Teacher),
+                Job::Teacher => (
+                    &teacher_spec,
+                    config.seed,
+                    "teacher-mlp".to_string(),
+                    Role::Teacher,
+                ),
                 Job::Student(s) => (
                     *s,
                     config.seed + 1,
@@ -209,9 +220,16 @@ pub fn run(
         ));
     }
     let bar = super::progress::items_bar(split.n_users() as u64, "teacher: ranking");
-    let (t_valid, t_test, t_lists) = phases.time("teacher: full ranking (evaluation + top-K lists)", || {
-        Ok(rank::evaluate(&t_tower, &split, config.kd_top_k, threads(), Some(&bar)))
-    })?;
+    let (t_valid, t_test, t_lists) =
+        phases.time("teacher: full ranking (evaluation + top-K lists)", || {
+            Ok(rank::evaluate(
+                &t_tower,
+                &split,
+                config.kd_top_k,
+                threads(),
+                Some(&bar),
+            ))
+        })?;
     bar.finish_and_clear();
     let top: Vec<Vec<u32>> = t_lists
         .into_iter()
@@ -236,7 +254,16 @@ pub fn run(
             .into_iter()
             .map(|(name, role, tower, fit)| {
                 let (valid, test, _) = rank::evaluate(&tower, &split, 0, threads(), None);
-                Model { name, role, tower, fit, valid, test, kd: None, flags: Vec::new() }
+                Model {
+                    name,
+                    role,
+                    tower,
+                    fit,
+                    valid,
+                    test,
+                    kd: None,
+                    flags: Vec::new(),
+                }
             })
             .collect())
     })?;
@@ -266,9 +293,20 @@ pub fn run(
         "logit_kd_set": "teacher top-K ∪ student's current top items ∪ random items",
     });
     let kd_models: Vec<Model> = phases.time("KD students (2 threads)", || {
-        Ok(two_at_a_time(&student_specs.iter().zip(&plain).collect::<Vec<_>>(), |(s, twin)| {
-            kd_student(config, &split, &sampler, &teacher_signal, s, twin, &kd_settings)
-        }))
+        Ok(two_at_a_time(
+            &student_specs.iter().zip(&plain).collect::<Vec<_>>(),
+            |(s, twin)| {
+                kd_student(
+                    config,
+                    &split,
+                    &sampler,
+                    &teacher_signal,
+                    s,
+                    twin,
+                    &kd_settings,
+                )
+            },
+        ))
     })?;
     let teacher_valid = teacher.valid.ndcg10();
     // The exported student: the smallest KD student keeping --target-quality of the teacher's
@@ -278,20 +316,36 @@ pub fn run(
         .position(|m| m.valid.ndcg10() >= config.target_quality * teacher_valid)
         .unwrap_or_else(|| {
             (0..kd_models.len())
-                .max_by(|&a, &b| kd_models[a].valid.ndcg10().total_cmp(&kd_models[b].valid.ndcg10()))
+                .max_by(|&a, &b| {
+                    kd_models[a]
+                        .valid
+                        .ndcg10()
+                        .total_cmp(&kd_models[b].valid.ndcg10())
+                })
                 .expect("at least one student width")
         });
-    let parity = phases.time("parity: exported encoder (tract) vs training forward", || {
-        [&teacher, &kd_models[chosen]]
-            .iter()
-            .map(|m| parity(m, &split, config))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
+    let parity = phases.time(
+        "parity: exported encoder (tract) vs training forward",
+        || {
+            [&teacher, &kd_models[chosen]]
+                .iter()
+                .map(|m| parity(m, &split, config))
+                .collect::<Result<Vec<_>, _>>()
+        },
+    )?;
     let bundles = if config.no_export {
         Default::default()
     } else {
         phases.time("export bundles", || {
-            export_bundles(config, data, &split, name, &teacher, &kd_models[chosen], &kd_settings)
+            export_bundles(
+                config,
+                data,
+                &split,
+                name,
+                &teacher,
+                &kd_models[chosen],
+                &kd_settings,
+            )
         })?
     };
 
@@ -331,7 +385,11 @@ fn kd_student(
     let seed = config.seed + 1;
     let mut opts = fit_opts(config, seed);
     let attempt = |opts: &FitOpts| {
-        let tower = Tower::new(twin.tower.n_items, spec.clone(), &mut StdRng::seed_from_u64(seed));
+        let tower = Tower::new(
+            twin.tower.n_items,
+            spec.clone(),
+            &mut StdRng::seed_from_u64(seed),
+        );
         let (tower, fit) = fit::fit(tower, split, sampler, opts, Some(teacher), &name);
         let (valid, test, _) = rank::evaluate(&tower, split, 0, threads(), None);
         Model {
@@ -362,7 +420,9 @@ fn kd_student(
         let still = problems(&chosen);
         if !still.is_empty() {
             tracing::warn!(student = %name, problems = %still.join("; "), "KD did not help this student");
-            chosen.flags.push(format!("**KD HURT**: {}", still.join("; ")));
+            chosen
+                .flags
+                .push(format!("**KD HURT**: {}", still.join("; ")));
         }
         m = chosen;
     }
@@ -377,7 +437,9 @@ fn kd_problems(m: &Model, twin: &Model) -> Vec<String> {
     }
     let (kd, plain) = (m.valid.ndcg10(), twin.valid.ndcg10());
     if kd.is_nan() || kd < plain {
-        p.push(format!("validation NDCG@10 {kd:.4} below its no-KD twin's {plain:.4}"));
+        p.push(format!(
+            "validation NDCG@10 {kd:.4} below its no-KD twin's {plain:.4}"
+        ));
     }
     if m.fit.epochs >= 10 && m.fit.best_epoch * 10 <= m.fit.epochs {
         p.push(format!(
@@ -477,7 +539,10 @@ fn export_bundles(
         (
             student,
             name.to_string(),
-            EngineParams { engine, ..EngineParams::default() },
+            EngineParams {
+                engine,
+                ..EngineParams::default()
+            },
             Some(kd.clone()),
         ),
         (
@@ -507,7 +572,11 @@ fn export_bundles(
         )?;
         tracing::info!(bundle = %dir.display(), engine = %params.engine, "bundle written");
         out.insert(
-            if m.role == Role::Teacher { "teacher".to_string() } else { "student".to_string() },
+            if m.role == Role::Teacher {
+                "teacher".to_string()
+            } else {
+                "student".to_string()
+            },
             dir,
         );
     }

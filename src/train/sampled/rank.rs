@@ -64,7 +64,11 @@ pub fn top_items(
                 }
                 found
                     .into_iter()
-                    .map(|list| list.into_iter().map(|(row, _)| row - 1).collect::<Vec<u32>>())
+                    .map(|list| {
+                        list.into_iter()
+                            .map(|(row, _)| row - 1)
+                            .collect::<Vec<u32>>()
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -139,7 +143,9 @@ mod tests {
         };
         let tower = Tower::new(n_items, spec, &mut rng);
         let mut pick = |n: usize| -> Vec<u32> {
-            let mut v: Vec<u32> = (0..n).map(|_| rng.random_range(0..n_items as u32)).collect();
+            let mut v: Vec<u32> = (0..n)
+                .map(|_| rng.random_range(0..n_items as u32))
+                .collect();
             v.sort_unstable();
             v.dedup();
             v
@@ -155,7 +161,11 @@ mod tests {
             let all = pick(40);
             let (a, b) = (all.len() * 8 / 10, all.len() * 9 / 10);
             split.train.push(all[..a].to_vec());
-            split.valid.push(if u % 7 == 0 { Vec::new() } else { all[a..b].to_vec() });
+            split.valid.push(if u % 7 == 0 {
+                Vec::new()
+            } else {
+                all[a..b].to_vec()
+            });
             split.test.push(all[b..].to_vec());
         }
         let z = tower.user_vectors(&split.train);
@@ -171,7 +181,10 @@ mod tests {
         let want_test = crate::eval::evaluate(&dense, n_items, &split, Stage::Test);
         let (valid, test, _) = evaluate(&tower, &split, 0, 2, None);
         for (got, want) in [(&valid, &want_valid), (&test, &want_test)] {
-            assert_eq!(got.0.keys().collect::<Vec<_>>(), want.0.keys().collect::<Vec<_>>());
+            assert_eq!(
+                got.0.keys().collect::<Vec<_>>(),
+                want.0.keys().collect::<Vec<_>>()
+            );
             for (k, w) in &want.0 {
                 assert!((got.get(k) - w).abs() < 1e-9, "{k}: {} vs {w}", got.get(k));
             }
@@ -190,7 +203,11 @@ mod tests {
         };
         let tower = Tower::new(n_items, spec, &mut rng);
         let inputs: Vec<Vec<u32>> = (0..40)
-            .map(|_| (0..10).map(|_| rng.random_range(0..n_items as u32)).collect())
+            .map(|_| {
+                (0..10)
+                    .map(|_| rng.random_range(0..n_items as u32))
+                    .collect()
+            })
             .collect();
         let users: Vec<u32> = (0..40).collect();
         let got = top_items(

@@ -223,7 +223,9 @@ impl SampledReport {
             human_bytes(self.plan.peak_bytes())
         ));
         if !self.parity.is_empty() {
-            s.push_str("\n## Parity (exported ONNX user encoder in tract vs the training forward)\n\n");
+            s.push_str(
+                "\n## Parity (exported ONNX user encoder in tract vs the training forward)\n\n",
+            );
             for p in &self.parity {
                 s.push_str(&format!(
                     "- {}: max |difference| {:.2e} over {} users (tolerance {:.0e})\n",

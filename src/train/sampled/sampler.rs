@@ -37,7 +37,10 @@ impl Sampler {
                 full: true,
             };
         }
-        let w: Vec<f64> = counts.iter().map(|&c| (c as f64 + 1.0).powf(alpha)).collect();
+        let w: Vec<f64> = counts
+            .iter()
+            .map(|&c| (c as f64 + 1.0).powf(alpha))
+            .collect();
         let total: f64 = w.iter().sum();
         let mut acc = 0.0;
         let cdf = w
@@ -109,7 +112,10 @@ mod tests {
         for (i, w) in [1.0, 10.0, 100.0, 1000.0].iter().enumerate() {
             let want = 40_000.0 * w / 1111.0;
             let got = seen[i] as f64;
-            assert!((got - want).abs() < 5.0 * want.sqrt() + 5.0, "item {i}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 5.0 * want.sqrt() + 5.0,
+                "item {i}: {got} vs {want}"
+            );
             let lq = (2.0 * w / 1111.0f64).ln() as f32;
             assert!((s.log_q(i as u32) - lq).abs() < 1e-5);
         }

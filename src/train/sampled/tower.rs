@@ -644,9 +644,16 @@ mod tests {
             activation,
         };
         let mut t = Tower::new(n_items, spec, &mut StdRng::seed_from_u64(seed));
-        // Non-zero biases so their gradients matter.
+        // Non-zero biases so their gradients matter, and so that no ReLU input sits exactly
+        // on the kink (an empty history gives a zero mean; there a finite difference straddles
+        // the kink and measures half a slope).
         for (i, b) in t.bias.iter_mut().enumerate() {
             *b = (i as f32 * 0.3).sin() * 0.2;
+        }
+        for layer in &mut t.layers {
+            for (i, b) in layer.b.iter_mut().enumerate() {
+                *b = 0.05 + 0.03 * (i as f32 * 1.7).cos();
+            }
         }
         t
     }
@@ -698,8 +705,8 @@ mod tests {
                 set(&mut plus, eps);
                 let mut minus = t.clone();
                 set(&mut minus, -eps);
-                let numeric =
-                    (total_loss(&plus, &negs, &lq) - total_loss(&minus, &negs, &lq)) / (2.0 * eps as f64);
+                let numeric = (total_loss(&plus, &negs, &lq) - total_loss(&minus, &negs, &lq))
+                    / (2.0 * eps as f64);
                 let tol = 2e-3 + 2e-2 * numeric.abs();
                 assert!(
                     (analytic as f64 - numeric).abs() < tol,
@@ -754,24 +761,37 @@ mod tests {
         let s: Vec<f64> = (0..n_items as u32).map(|i| t.score(&z, i) as f64).collect();
         let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let lse = s.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
-        let want: f64 = ex[0].targets.iter().map(|&(i, w)| w as f64 * (lse - s[i as usize])).sum();
+        let want: f64 = ex[0]
+            .targets
+            .iter()
+            .map(|&(i, w)| w as f64 * (lse - s[i as usize]))
+            .sum();
         assert!((loss.ce - want).abs() < 1e-5, "{} vs {want}", loss.ce);
         // ∂L/∂bias_i = Σ_t w_t (softmax_i − [i = t]).
-        for i in 0..n_items {
-            let p = (s[i] - lse).exp();
+        for (i, &si) in s.iter().enumerate() {
+            let p = (si - lse).exp();
             let want: f64 = ex[0]
                 .targets
                 .iter()
                 .map(|&(t, w)| w as f64 * (p - if t as usize == i { 1.0 } else { 0.0 }))
                 .sum();
-            assert!((g.bias[i] as f64 - want).abs() < 1e-5, "bias {i}: {} vs {want}", g.bias[i]);
+            assert!(
+                (g.bias[i] as f64 - want).abs() < 1e-5,
+                "bias {i}: {} vs {want}",
+                g.bias[i]
+            );
         }
     }
 
     #[test]
     fn training_steps_lower_the_loss() {
         let n_items = 40;
-        let t = tower(n_items, Activation::Tanh, 2);
+        let spec = MlpSpec {
+            dim: 8,
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        let t = Tower::new(n_items, spec, &mut StdRng::seed_from_u64(2));
         let mut tr = Trainer::new(t, 0.05, 0.0);
         let sampler = Sampler::new(&vec![1; n_items], 16, 0.75);
         let mut rng = StdRng::seed_from_u64(9);
@@ -785,16 +805,23 @@ mod tests {
             .collect();
         let mut first = None;
         let mut last = 0.0;
-        for _ in 0..200 {
+        for _ in 0..300 {
             let negs = sampler.draw(&mut rng);
-            last = tr.step(&batch, &negs, &|i| sampler.log_q(i), KdWeight::NONE).ce;
+            last = tr
+                .step(&batch, &negs, &|i| sampler.log_q(i), KdWeight::NONE)
+                .ce;
             first.get_or_insert(last);
         }
         assert!(last < 0.3 * first.unwrap(), "{first:?} → {last}");
-        let z = tr.tower.user_vectors(&[vec![3]]);
-        let best = (0..n_items as u32)
-            .max_by(|&a, &b| tr.tower.score(&z, a).total_cmp(&tr.tower.score(&z, b)))
-            .unwrap();
-        assert_eq!(best, 23);
+        let right = (0..20u32)
+            .filter(|&i| {
+                let z = tr.tower.user_vectors(&[vec![i]]);
+                let best = (0..n_items as u32)
+                    .max_by(|&a, &b| tr.tower.score(&z, a).total_cmp(&tr.tower.score(&z, b)))
+                    .unwrap();
+                best == i + 20
+            })
+            .count();
+        assert!(right >= 18, "{right} of 20 users get their item first");
     }
 }
