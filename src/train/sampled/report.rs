@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::super::config::Config;
-use super::super::error::TrainError;
-use super::super::export::Parity;
-use super::super::model::MlpSpec;
-use super::super::plan::{human_bytes, human_seconds, Plan};
 use crate::bundle::Role;
 use crate::data::Interactions;
+use crate::train::config::Config;
+use crate::train::error::TrainError;
+use crate::train::export::Parity;
+use crate::train::model::MlpSpec;
+use crate::train::plan::{human_bytes, human_seconds, Plan};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRow {
