@@ -199,14 +199,16 @@ fn parse_csv(path: &Path, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), DataE
     let cols = columns_by_name(&names).map_err(|m| perr(path, 1, format!("CSV header {m}")))?;
     // One record buffer reused for every line.
     let mut rec = csv::StringRecord::new();
-    let mut i = 0;
     loop {
-        let lineno = i + 2;
-        i += 1;
+        // The physical line where the record starts (quoted fields may span lines).
+        let mut lineno = reader.position().line() as usize;
         match reader.read_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(perr(path, lineno, format!("malformed CSV: {e}"))),
+        }
+        if let Some(p) = rec.position() {
+            lineno = p.line() as usize;
         }
         let get = |col: usize, what: &str| {
             rec.get(col)

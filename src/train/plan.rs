@@ -194,9 +194,11 @@ pub fn budget(config: &Config) -> u64 {
 /// Bytes needed to read a log of `file_bytes` (the file and the interned records): checked
 /// before reading.
 pub fn read_bytes(file_bytes: u64) -> u64 {
-    // The file is read whole; a text line of ~20–30 bytes becomes a 24-byte record (ids are
-    // interned as they stream out of the parser). Parquet compresses a few-fold, hence 4×.
-    file_bytes.saturating_mul(4)
+    // The file is read whole (Parquet: and copied once); a text line of ~20–30 bytes becomes a
+    // 24-byte record in a vector that doubles as it grows (ids are interned as they stream out
+    // of the parser); Latin-1 text is decoded into a second copy; Parquet stores a row in a few
+    // bytes. 6× covers text; very compact Parquet can still exceed it.
+    file_bytes.saturating_mul(6)
 }
 
 /// Measured single-thread f32 GEMM rate (GFLOP/s) of this machine, from a few 256³ products.
@@ -274,9 +276,10 @@ pub fn make(config: &Config, shape: Shape, budget_bytes: u64, gflops: f64) -> Pl
 }
 
 fn data_bytes(s: Shape) -> u64 {
-    // Records (24 B), the split's per-user lists (4 B per item + 72 B of Vec headers per user),
-    // the id strings.
-    (s.interactions as u64) * 28 + (s.users as u64) * 120 + (s.items as u64) * 64
+    // Records (24 B), the split's per-user lists (4 B per item + 72 B of Vec headers per user)
+    // and, while splitting, every interaction once more as (item, time) in growing vectors
+    // (up to 32 B); the id strings.
+    (s.interactions as u64) * 60 + (s.users as u64) * 120 + (s.items as u64) * 64
 }
 
 fn dense_phases(config: &Config, s: Shape, gflops: f64) -> Vec<PhaseEstimate> {
@@ -368,8 +371,9 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
             * 4
             * 5
     };
-    // The exact engine's two copies of the item side (matrix + column-major blocks).
-    let engine_bytes = |last: usize| 2 * i * last as u64 * 4;
+    // The exact engine's two copies of the item side (matrix + column-major blocks) and the
+    // allocator's slack around them.
+    let engine_bytes = |last: usize| 3 * i * last as u64 * 4;
     let teacher_train = train_bytes(*td, th) + engine_bytes(t_last);
     let biggest_student = shapes
         .student_dims
@@ -377,6 +381,12 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
         .map(|(d, h)| train_bytes(*d, h) + engine_bytes(h.last().copied().unwrap_or(*d)))
         .max()
         .unwrap_or(0);
+    // Every student's weights, kept from their training to the export (no-KD and KD).
+    let students_kept: u64 = shapes
+        .student_dims
+        .iter()
+        .map(|(d, h)| 2 * train_bytes(*d, h) / 5)
+        .sum();
     let k = config.kd_top_k as u64;
     let lists = u * (k.max(20) * 4 + 32);
     let teacher_users = u * t_last as u64 * 4;
@@ -445,7 +455,7 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
         },
         PhaseEstimate {
             name: format!("teacher (mean_mlp d{td}, {th:?}) ‖ students without KD"),
-            bytes: base + teacher_train + biggest_student,
+            bytes: base + teacher_train + biggest_student + students_kept / 2,
             seconds: teacher_secs.max(student_secs / two / two),
             skipped: None,
         },
@@ -464,17 +474,25 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
                 "KD students (widths {:?}), 2 at a time",
                 shapes.student_dims.iter().map(|d| d.0).collect::<Vec<_>>()
             ),
+            // Two trainings (and a retry's first attempt each), the kept no-KD students.
             bytes: base
                 + train_bytes(*td, th) / 5
                 + lists
                 + teacher_users
-                + 2 * (biggest_student + student_top),
+                + 2 * (biggest_student + biggest_student / 5 + student_top)
+                + students_kept,
             seconds: student_secs / two,
             skipped: None,
         },
         PhaseEstimate {
-            name: "export bundles (ONNX + items.f32)".into(),
-            bytes: base + i * per_item_params(*td, th) * 4 * 4,
+            name: "parity and export bundles (ONNX + items.f32)".into(),
+            // Kept: the teacher and every student's weights, the teacher's signals; written:
+            // the teacher's full-scores ONNX and its tract plan, the encoders, the item files.
+            bytes: base
+                + lists
+                + teacher_users
+                + students_kept
+                + i * per_item_params(*td, th) * 4 * 6,
             seconds: 2.0 + (i * per_item_params(*td, th)) as f64 * 4.0 / 2e8,
             skipped: None,
         },

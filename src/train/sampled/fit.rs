@@ -180,16 +180,30 @@ pub fn fit(
             steps += 1;
         }
         (last_ce, last_kd) = (ce / steps.max(1) as f64, kd / steps.max(1) as f64);
-        if !(last_ce + last_kd).is_finite() {
+        if !(last_ce + last_kd).is_finite() || !trainer.tower.is_finite() {
             diverged = true;
-            tracing::warn!(label, epoch, "the loss is not finite: training stopped");
+            tracing::warn!(
+                label,
+                epoch,
+                "the loss or the weights are not finite: training stopped"
+            );
             break;
         }
-        let (valid, _, _) = rank::evaluate(&trainer.tower, &sample, 0, opts.threads, None);
-        let ndcg = valid.ndcg10();
+        // Without validation users (every history too short to hold one out) nothing can be
+        // chosen on validation: the last epoch is kept and the training runs to its cap.
+        let ndcg = if sample.n_users() == 0 {
+            epoch as f64
+        } else {
+            rank::evaluate(&trainer.tower, &sample, 0, opts.threads, None)
+                .0
+                .ndcg10()
+        };
         curve.push(ndcg);
         if ndcg > best.0 {
-            best = (ndcg, epoch, trainer.tower.clone());
+            best.0 = ndcg;
+            best.1 = epoch;
+            // Reuses the kept copy's buffers: no third copy of the tables.
+            best.2.clone_from(&trainer.tower);
         }
         tracing::debug!(label, epoch, ndcg, ce = last_ce, kd = last_kd, "epoch");
         bar.set_message(format!(
@@ -270,7 +284,12 @@ fn example(
     let mut kd = Vec::new();
     if let Some((t, rank_weights, student_top)) = teacher {
         let top = &t.top[u as usize];
-        targets.extend(top.iter().zip(rank_weights).map(|(&i, &w)| (i, w)));
+        // A list shorter than rank_k (a small catalogue, a heavy user) still carries the whole
+        // ranking-KD weight.
+        let used: f32 = rank_weights.iter().take(top.len()).sum();
+        let full: f32 = rank_weights.iter().sum();
+        let scale = if used > 0.0 { full / used } else { 0.0 };
+        targets.extend(top.iter().zip(rank_weights).map(|(&i, &w)| (i, w * scale)));
         let mut set: Vec<u32> = top.clone();
         if let Some(s) = student_top.get(u as usize) {
             set.extend_from_slice(s);

@@ -198,7 +198,7 @@ pub fn run(
                 ),
                 Job::Student(s) => (
                     *s,
-                    config.seed + 1,
+                    config.seed.wrapping_add(1),
                     format!("student-d{}", s.dim),
                     Role::Student,
                 ),
@@ -216,7 +216,7 @@ pub fn run(
     let (t_label, _, t_tower, t_fit) = round1.pop().expect("the teacher ran");
     if t_fit.diverged {
         return Err(TrainError::Numeric(
-            "the teacher's loss diverged (not finite); lower --sampled-lr".into(),
+            "the teacher's loss diverged (not finite); lower --sampled-teacher-lr".into(),
         ));
     }
     let bar = super::progress::items_bar(split.n_users() as u64, "teacher: ranking");
@@ -324,10 +324,22 @@ pub fn run(
                 })
                 .expect("at least one student width")
         });
+    // A width where KD hurt exports its no-KD twin when the twin is better on validation.
+    let (student, kd_settings_out) = if kd_models[chosen]
+        .flags
+        .iter()
+        .any(|f| f.contains("KD HURT"))
+        && plain[chosen].valid.ndcg10() > kd_models[chosen].valid.ndcg10()
+    {
+        tracing::warn!(student = %plain[chosen].name, "KD hurt at this width: its no-KD twin is exported");
+        (&plain[chosen], None)
+    } else {
+        (&kd_models[chosen], Some(&kd_settings))
+    };
     let parity = phases.time(
         "parity: exported encoder (tract) vs training forward",
         || {
-            [&teacher, &kd_models[chosen]]
+            [&teacher, student]
                 .iter()
                 .map(|m| parity(m, &split, config))
                 .collect::<Result<Vec<_>, _>>()
@@ -343,8 +355,8 @@ pub fn run(
                 &split,
                 name,
                 &teacher,
-                &kd_models[chosen],
-                &kd_settings,
+                student,
+                kd_settings_out,
             )
         })?
     };
@@ -361,7 +373,7 @@ pub fn run(
         SPLIT_PROTOCOL,
         models,
         &teacher.name,
-        &kd_models[chosen].name,
+        &student.name,
         parity,
         bundles,
         phases.0,
@@ -382,7 +394,7 @@ fn kd_student(
     settings: &serde_json::Value,
 ) -> Model {
     let name = format!("student-d{}-kd", spec.dim);
-    let seed = config.seed + 1;
+    let seed = config.seed.wrapping_add(1);
     let mut opts = fit_opts(config, seed);
     let attempt = |opts: &FitOpts| {
         let tower = Tower::new(
@@ -455,9 +467,11 @@ fn popularity_row(split: &Split, counts: &[u32]) -> ModelRow {
     let mut order: Vec<u32> = (0..counts.len() as u32).collect();
     order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
     let rank = |excluded: &[u32], k: usize| -> Vec<u32> {
+        let mut excluded = excluded.to_vec();
+        excluded.sort_unstable();
         order
             .iter()
-            .filter(|i| !excluded.contains(i))
+            .filter(|i| excluded.binary_search(i).is_err())
             .take(k)
             .copied()
             .collect()
@@ -527,7 +541,7 @@ fn export_bundles(
     name: &str,
     teacher: &Model,
     student: &Model,
-    kd: &serde_json::Value,
+    kd: Option<&serde_json::Value>,
 ) -> Result<std::collections::BTreeMap<String, PathBuf>, TrainError> {
     let engine = if data.n_items() > ANN_ABOVE_ITEMS {
         EngineKind::Ann
@@ -543,7 +557,7 @@ fn export_bundles(
                 engine,
                 ..EngineParams::default()
             },
-            Some(kd.clone()),
+            kd.cloned(),
         ),
         (
             teacher,

@@ -12,16 +12,11 @@ use rayon::prelude::*;
 use super::tower::Tower;
 use crate::data::split::Split;
 use crate::engine::exact::Exact;
-use crate::engine::{exclusion_list, Engine, ItemMatrix, Query};
+use crate::engine::{exclusion_list, Engine, Query};
 use crate::eval::{evaluate_lists, Metrics, Stage, KS};
 
 /// Users per engine call: one GEMM per item block serves the whole batch.
 const BATCH: usize = 128;
-
-/// The tower's item side as the serving engine's matrix (row 0 = padding).
-pub fn item_matrix(t: &Tower) -> ItemMatrix {
-    t.to_weights().item_matrix()
-}
 
 /// Each listed user's best `k_of(u)` items, best first, never one of `exclude_of(u)`.
 /// `inputs[u]` is user u's tower input (the training history).
@@ -34,7 +29,7 @@ pub fn top_items(
     threads: usize,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Vec<Vec<u32>> {
-    let engine = Exact::new(Arc::new(item_matrix(tower)));
+    let engine = Exact::new(Arc::new(tower.item_matrix()));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -111,10 +106,11 @@ pub fn evaluate(
         lists[u].iter().take(k).copied().collect()
     });
     let test = evaluate_lists(split, n_items, Stage::Test, |u, _, k| {
-        let v = &split.valid[u];
+        let mut v = split.valid[u].clone();
+        v.sort_unstable();
         lists[u]
             .iter()
-            .filter(|i| !v.contains(i))
+            .filter(|i| v.binary_search(i).is_err())
             .take(k)
             .copied()
             .collect()

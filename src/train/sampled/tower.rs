@@ -208,6 +208,15 @@ impl Tower {
         self.spec.last_dim()
     }
 
+    /// Whether every weight is finite.
+    pub fn is_finite(&self) -> bool {
+        let all = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        all(&self.emb)
+            && all(&self.items)
+            && all(&self.bias)
+            && self.layers.iter().all(|l| all(&l.w) && all(&l.b))
+    }
+
     pub fn item_row(&self, i: u32) -> &[f32] {
         let d = self.last_dim();
         &self.items[i as usize * d..(i as usize + 1) * d]
@@ -270,6 +279,20 @@ impl Tower {
             out.extend_from_slice(self.forward(chunk).users());
         }
         out
+    }
+
+    /// The item side as the serving engines' matrix (padding row 0 added), without copying
+    /// the embedding table as [`Tower::to_weights`] would.
+    pub fn item_matrix(&self) -> crate::engine::ItemMatrix {
+        let dl = self.last_dim();
+        let mut vectors = Vec::with_capacity((self.n_items + 1) * dl);
+        vectors.resize(dl, 0.0);
+        vectors.extend_from_slice(&self.items);
+        let mut bias = Vec::with_capacity(self.n_items + 1);
+        bias.push(0.0);
+        bias.extend_from_slice(&self.bias);
+        crate::engine::ItemMatrix::new(self.n_items + 1, dl, vectors, Some(bias))
+            .expect("a training stops before its weights stop being finite")
     }
 
     /// The contract's weights (padding row 0 added).
