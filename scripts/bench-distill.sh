@@ -9,7 +9,8 @@
 #
 # Sizes: ml100k = data/ml-100k.inter (scripts/fetch-ml100k.sh); 9k = 671 users / 9,000 items /
 # 100k interactions (the shape of MovieLens' ml-latest-small); 20k = 50k users / 20k items / 2M;
-# 100k = 200k users / 100k items / 10M. Extra `distill` flags: DISTILL_ARGS.
+# 100k = 200k users / 100k items / 10M. Extra `distill` flags: DISTILL_ARGS. SKIP_RUN="100k"
+# rebuilds the table from that size's earlier results in $WORK (its build is in rev-<size>.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"ml100k 9k 20k 100k"}
@@ -35,10 +36,15 @@ log_for() {
 }
 
 for size in $SIZES; do
+  if [[ " ${SKIP_RUN:-} " == *" $size "* ]]; then
+    echo "== $size: reusing $WORK/run-$size" >&2
+    continue
+  fi
   data=$(log_for "$size")
   run="$WORK/run-$size"
   rm -rf "$run" "$WORK/models-$size"
   echo "== $size: $data" >&2
+  echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo -dirty)" > "$WORK/rev-$size.txt"
   # shellcheck disable=SC2086
   /usr/bin/time -v -o "$WORK/time-$size.txt" \
     $BIN --data "$data" --models "$WORK/models-$size" --run-dir "$run" --name "bench-$size" ${DISTILL_ARGS:-} \
@@ -52,24 +58,29 @@ rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=Tru
 lines = [f"<!-- distill-scale:begin -->",
          f"## distill at catalogue scale ({datetime.datetime.utcnow():%Y-%m-%d}, build {rev}; `scripts/bench-distill.sh`)",
          "",
-         "| log | users | items | interactions | trainer | wall | peak RSS | planned peak | teacher test NDCG@10 | best KD student (params, share of teacher) | KD / teacher | KD gain over no-KD | popularity |",
-         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+         "| log | build | users | items | interactions | trainer | wall | peak RSS | planned peak | teacher test NDCG@10 | exported student (params, share of teacher) | student / teacher | gain over its no-KD twin | popularity |",
+         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"]
 details = []
 for size in sizes:
     t = open(f"{work}/time-{size}.txt").read()
     wall = re.search(r"Elapsed \(wall clock\) time.*: (.*)", t).group(1)
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
     r = json.load(open(f"{work}/run-{size}/report.json"))
+    try:
+        build = open(f"{work}/rev-{size}.txt").read().strip()
+    except OSError:
+        build = "?"
     d = r["dataset"]
     if r.get("trainer") == "sampled":
         models = {m["name"]: m for m in r["models"]}
         teacher = models[r["teacher"]]
         kd = models[r["exported_student"]]
         plain = models[r["exported_student"].removesuffix("-kd")]
+        # With KD at every width flagged as hurting, the exported student can be a no-KD twin.
         pop = models["popularity"]
         tn, kn, pn = teacher["test"]["ndcg@10"], kd["test"]["ndcg@10"], plain["test"]["ndcg@10"]
         planned = max(p["bytes"] for p in r["plan"]["phases"] if p["skipped"] is None)
-        lines.append(f"| {size} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | sampled | {wall} | {rss/1e9:.2f} GB | {planned/1e9:.2f} GB | {tn:.4f} | `{kd['name']}` ({kd['parameters']}, {100*kd['parameters']/teacher['parameters']:.1f} %) | {100*kn/tn:.1f} % | {100*(kn/pn-1):+.1f} % | {pop['test']['ndcg@10']:.4f} |")
+        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | sampled | {wall} | {rss/1e9:.2f} GB | {planned/1e9:.2f} GB | {tn:.4f} | `{kd['name']}` ({kd['parameters']}, {100*kd['parameters']/teacher['parameters']:.1f} %) | {100*kn/tn:.1f} % | {100*(kn/pn-1):+.1f} % | {pop['test']['ndcg@10']:.4f} |")
         details.append(f"\n### {size}: every model (test split, full ranking)\n")
         details.append("| model | params | test NDCG@10 | test Recall@10 | epochs (best) | seconds | notes |\n|---|---:|---:|---:|---:|---:|---|")
         for m in r["models"]:
@@ -80,7 +91,7 @@ for size in sizes:
             details.append(f"| {name} | {secs:.1f} |")
     else:
         ratios = r["main"]["ratios"]
-        lines.append(f"| {size} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | dense | {wall} | {rss/1e9:.2f} GB | – | {ratios['teacher_test_ndcg10']:.4f} | `{ratios['kd_student']}` ({100*ratios['param_ratio']:.1f} %) | {100*ratios['ndcg_ratio']:.1f} % | {100*ratios['kd_gain']:+.1f} % | {ratios['popularity_test_ndcg10']:.4f} |")
+        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | dense | {wall} | {rss/1e9:.2f} GB | – | {ratios['teacher_test_ndcg10']:.4f} | `{ratios['kd_student']}` ({100*ratios['param_ratio']:.1f} %) | {100*ratios['ndcg_ratio']:.1f} % | {100*ratios['kd_gain']:+.1f} % | {ratios['popularity_test_ndcg10']:.4f} |")
         details.append(f"\n### {size}: phases (dense trainer)\n\n| phase | seconds |\n|---|---:|")
         for p in r["phases"]:
             details.append(f"| {p['name']} | {p['seconds']:.1f} |")
