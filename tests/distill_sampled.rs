@@ -122,3 +122,42 @@ fn a_plan_over_max_memory_is_refused_before_anything_is_trained() {
         "{err}"
     );
 }
+
+#[test]
+fn a_teacher_no_better_than_popularity_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("popular.inter");
+    // Every user reads the same 12 items and a few of 28 others: popularity ranks almost
+    // perfectly, a teacher left at random weights cannot.
+    let mut text = String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
+    for u in 0..60u32 {
+        for i in 0..12u32 {
+            text.push_str(&format!("u{u}\ti{i}\t4\t{}\n", u * 100 + i));
+        }
+        for k in 0..3u32 {
+            let i = 12 + (u * 7 + k * 11) % 28;
+            text.push_str(&format!("u{u}\ti{i}\t4\t{}\n", u * 100 + 50 + k));
+        }
+    }
+    std::fs::write(&data, text).unwrap();
+    // A learning rate that leaves the teacher at its random initialisation.
+    let outcome = run(args(
+        &data,
+        tmp.path(),
+        &["--sampled-teacher-lr", "1e-12", "--no-export"],
+    ))
+    .unwrap();
+    let Outcome::Sampled(report) = outcome else {
+        panic!("--mode sampled ran the dense trainer")
+    };
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("teacher-mlp:") && w.contains("NOT ABOVE POPULARITY")),
+        "{:?}",
+        report.warnings
+    );
+    let md = std::fs::read_to_string(tmp.path().join("run/report.md")).unwrap();
+    assert!(md.contains("TEACHER NOT ABOVE POPULARITY"));
+}

@@ -239,6 +239,20 @@ pub fn run(
         })
         .collect();
     let t_users = t_tower.user_vectors(&split.train);
+    // A teacher no better than popularity on validation has nothing to teach: said loudly.
+    let pop_valid = popularity.valid.get("ndcg@10").copied().unwrap_or(0.0);
+    let mut t_flags = Vec::new();
+    if t_valid.ndcg10().is_nan() || t_valid.ndcg10() <= pop_valid {
+        tracing::warn!(
+            teacher = %t_label,
+            "the teacher is not better than popularity on validation; try --sampled-teacher-lr"
+        );
+        t_flags.push(format!(
+            "**TEACHER NOT ABOVE POPULARITY**: validation NDCG@10 {:.4} vs {pop_valid:.4} \
+             (try a higher --sampled-teacher-lr)",
+            t_valid.ndcg10()
+        ));
+    }
     let teacher = Model {
         name: t_label,
         role: Role::Teacher,
@@ -247,7 +261,7 @@ pub fn run(
         valid: t_valid,
         test: t_test,
         kd: None,
-        flags: Vec::new(),
+        flags: t_flags,
     };
     let plain: Vec<Model> = phases.time("students without KD: full ranking", || {
         Ok(round1
