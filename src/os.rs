@@ -1,4 +1,5 @@
-//! Operating-system knobs used by more than one module.
+//! Operating-system knobs used by more than one module, and the byte-size syntax of every
+//! memory flag (the server's caps, `distill --max-memory`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,3 +27,30 @@ pub fn lower_this_threads_priority() {
 
 #[cfg(not(target_os = "linux"))]
 pub fn lower_this_threads_priority() {}
+
+/// A byte count with an optional binary suffix: `1048576`, `512K`, `64M`, `8G`, `1T`, `8GiB`,
+/// `1.5k`. No space before the suffix and no bare `B` (`64 MB` is refused), no negatives, no
+/// overflow.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(end);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 512K, 64M, 8G)"))?;
+    let shift = match suffix {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        "T" | "t" | "TiB" => 40,
+        other => return Err(format!("unknown size suffix `{other}` (K, M, G or T)")),
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    if !(bytes.is_finite() && bytes < u64::MAX as f64) {
+        return Err(format!("`{s}` is too large"));
+    }
+    Ok(bytes as u64)
+}

@@ -179,22 +179,22 @@ pub struct Config {
 
     /// Largest `model.onnx` a bundle may have, in bytes; a larger one is refused (`too_large`)
     /// from its size alone, before anything is read.
-    #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30, value_parser = parse_bytes)]
+    #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30, value_parser = crate::os::parse_bytes)]
     pub max_model_bytes: u64,
 
     /// Largest `items.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20, value_parser = parse_bytes)]
+    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20, value_parser = crate::os::parse_bytes)]
     pub max_items_bytes: u64,
 
     /// Largest `users.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20, value_parser = parse_bytes)]
+    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20, value_parser = crate::os::parse_bytes)]
     pub max_users_bytes: u64,
 
     /// Largest item matrix of a two-tower bundle, in bytes **as decoded in memory**
     /// (`n_rows · dim · 4`, plus 4 per row with biases), whatever the file's dtype: an int8
     /// `items.i8` is a quarter of that on disk. Checked from the manifest before anything is
     /// read. The exact engine keeps one more copy of the same size (int8: a quarter).
-    #[arg(long, env = "DISTILREC_MAX_ITEM_MATRIX_BYTES", default_value_t = 8 << 30, value_parser = parse_bytes)]
+    #[arg(long, env = "DISTILREC_MAX_ITEM_MATRIX_BYTES", default_value_t = 8 << 30, value_parser = crate::os::parse_bytes)]
     pub max_item_matrix_bytes: u64,
 
     /// Deadline of one model load (read + check + optimise + warm up), in milliseconds, for the
@@ -220,27 +220,6 @@ pub struct Config {
     /// one closes, so file descriptors stay bounded.
     #[arg(long, env = "DISTILREC_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
-}
-
-/// A byte count: a plain number, or with a binary suffix `K`, `M`, `G` (also `KiB`, `MiB`, `GiB`):
-/// `64M` = 64 · 2^20.
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 512K, 64M, 8G)"))?;
-    let shift = match suffix.trim() {
-        "" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        other => return Err(format!("unknown size suffix `{other}` (K, M or G)")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// A configuration that cannot work, reported at start-up.
@@ -410,6 +389,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os::parse_bytes;
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("distilrec").chain(args.iter().copied())).unwrap()

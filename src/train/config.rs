@@ -270,7 +270,7 @@ pub struct Config {
     pub mode: Mode,
     /// Memory budget of the job (e.g. 8G, 512M). The plan printed at start must fit it, or the
     /// job stops before training anything. Default: the machine's available memory.
-    #[arg(long, env = "DISTILREC_MAX_MEMORY", value_parser = super::plan::parse_bytes)]
+    #[arg(long, env = "DISTILREC_MAX_MEMORY", value_parser = crate::os::parse_bytes)]
     pub max_memory: Option<u64>,
     /// Sampled trainer: negatives per step, shared by the batch (logQ-corrected). A catalogue
     /// no larger than this is trained with the exact full softmax.

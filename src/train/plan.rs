@@ -150,31 +150,6 @@ pub fn human_seconds(s: f64) -> String {
     }
 }
 
-/// Parses `--max-memory`: bytes with an optional k/M/G/T suffix (powers of 1024, `B` and `iB`
-/// accepted).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
-        Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 8G, 512M, 1073741824)"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("`{s}` must be a positive size"));
-    }
-    Ok((v * mult as f64) as u64)
-}
-
 /// `MemAvailable` of /proc/meminfo (what the kernel can give without swapping), if readable.
 pub fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -275,6 +250,16 @@ pub fn make(config: &Config, shape: Shape, budget_bytes: u64, gflops: f64) -> Pl
     }
 }
 
+/// Reading and splitting: the same on both paths.
+fn read_phase(s: Shape) -> PhaseEstimate {
+    PhaseEstimate {
+        name: "read and split".into(),
+        bytes: data_bytes(s),
+        seconds: s.interactions as f64 / 2e6,
+        skipped: None,
+    }
+}
+
 fn data_bytes(s: Shape) -> u64 {
     // Records (24 B), the split's per-user lists (4 B per item + 72 B of Vec headers per user)
     // and, while splitting, every interaction once more as (item, time) in growing vectors
@@ -305,12 +290,7 @@ fn dense_phases(config: &Config, s: Shape, gflops: f64) -> Vec<PhaseEstimate> {
         / rate
         / 2.0;
     vec![
-        PhaseEstimate {
-            name: "read and split".into(),
-            bytes: base,
-            seconds: s.interactions as f64 / 2e6,
-            skipped: None,
-        },
+        read_phase(s),
         PhaseEstimate {
             name: "teacher: EASE (λ grid)".into(),
             bytes: base + ease_bytes + matrix,
@@ -437,12 +417,7 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
         .sum::<f64>();
     let two = 2.0;
     vec![
-        PhaseEstimate {
-            name: "read and split".into(),
-            bytes: base,
-            seconds: s.interactions as f64 / 2e6,
-            skipped: None,
-        },
+        read_phase(s),
         PhaseEstimate {
             name: "teacher: EASE".into(),
             bytes: base + i * i * 8 * 3,
@@ -501,7 +476,7 @@ fn sampled_phases(config: &Config, s: Shape, gflops: f64, timed: bool) -> Vec<Ph
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::os::parse_bytes;
 
     #[test]
     fn sizes_parse() {
