@@ -65,11 +65,11 @@ fn bench_engines(c: &mut Criterion) {
             let e = engine::build(kind, Arc::clone(&items), &EngineParams::default())
                 .expect("engine builds");
             println!(
-                "build {kind} {}: {:.2} s, matrix {} MB + engine {} MB",
+                "build {kind} {}: {:.2} s, matrix {} MB, engine holds {} MB",
                 label(n_items),
                 started.elapsed().as_secs_f64(),
                 items.bytes() >> 20,
-                e.extra_bytes() >> 20
+                e.bytes() >> 20
             );
             for batch in [1usize, 32] {
                 let reqs: Vec<Query<'_>> = excluded[..batch]

@@ -65,6 +65,8 @@ fn bench(c: &mut Criterion) {
             &bundle.model_bytes,
             bundle.item_matrix.clone(),
             None,
+            None,
+            &Default::default(),
         )
         .expect("bundle model loads");
         for batch in [1usize, 4, 32] {

@@ -5,6 +5,7 @@
 
 mod server_support;
 
+use distilrec::bundle::index::INDEX_FILE;
 use distilrec::bundle::ITEM_MATRIX_FILE;
 use distilrec::engine::synthetic::clustered_items;
 use distilrec::engine::{EngineKind, EngineParams};
@@ -303,4 +304,124 @@ fn a_format_one_model_swaps_to_a_two_tower_version() {
         let (a, b) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
+}
+
+/// Drops the saved graph from a version: the file and its manifest entry.
+fn strip_graph(dir: &std::path::Path) {
+    std::fs::remove_file(dir.join(INDEX_FILE)).unwrap();
+    let path = dir.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("ann_index").unwrap();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+fn ann_graph(server: &Server) -> Value {
+    server.get_json("/v1/models/tt")["live"]["ann_graph"].clone()
+}
+
+#[test]
+fn a_saved_ann_graph_is_served_and_a_damaged_one_is_refused() {
+    let (_root, repo) = temp_repo();
+    let w1 = student(6);
+    let v1 = publish_tt(&repo, "tt", &w1, Some(EngineKind::Ann));
+    let dir1 = repo.join("tt").join(v1.to_string());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir1.join("manifest.json")).unwrap()).unwrap();
+    let saved = &manifest["ann_index"];
+    assert_eq!(saved["file"], INDEX_FILE, "{manifest}");
+    assert_eq!(
+        saved["bytes"].as_u64().unwrap(),
+        std::fs::metadata(dir1.join(INDEX_FILE)).unwrap().len()
+    );
+    let server = Server::start(&repo, &["--poll-interval-ms", "100"]);
+    server.wait_ready();
+    assert_eq!(ann_graph(&server), "saved");
+    let reference = ModelWeights::MeanMlp(w1.clone());
+    assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
+
+    // Version 2: one flipped byte in the graph (checksum); version 3: cut short (size).
+    let v2 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &student(7), Some(EngineKind::Ann));
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            let p = dir.join(INDEX_FILE);
+            let mut bytes = std::fs::read(&p).unwrap();
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x40;
+            std::fs::write(&p, bytes).unwrap();
+        },
+    );
+    let v3 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &student(8), Some(EngineKind::Ann));
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            let p = dir.join(INDEX_FILE);
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() - 8]).unwrap();
+        },
+    );
+    wait_for("both refusals", || {
+        let f = server.get_json("/v1/models/tt")["load_failures"].clone();
+        f.as_array().is_some_and(|a| a.len() == 2)
+    });
+    let failures = server.get_json("/v1/models/tt")["load_failures"].clone();
+    let kinds: Vec<(u64, &str)> = failures
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["version"].as_u64().unwrap(), f["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, vec![(v2, "checksum"), (v3, "inconsistent")]);
+    assert_eq!(server.live_version("tt"), Some(v1));
+    assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
+
+    // Version 4 has no saved graph: one is built at load.
+    let w4 = student(9);
+    let v4 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &w4, Some(EngineKind::Ann));
+            scratch.join("tt").join(v.to_string())
+        },
+        strip_graph,
+    );
+    wait_for("version 4 live", || server.live_version("tt") == Some(v4));
+    assert_eq!(ann_graph(&server), "built");
+    let reference = ModelWeights::MeanMlp(w4);
+    assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
+
+    // Version 5 lost its graph and got it back from `distilrec index` before publication.
+    let w5 = student(10);
+    let v5 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &w5, Some(EngineKind::Ann));
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            strip_graph(dir);
+            let out = std::process::Command::new(server_bin())
+                .arg("index")
+                .arg(dir)
+                .args(["--threads", "1"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            assert!(dir.join(INDEX_FILE).is_file());
+        },
+    );
+    wait_for("version 5 live", || server.live_version("tt") == Some(v5));
+    assert_eq!(ann_graph(&server), "saved");
+    let reference = ModelWeights::MeanMlp(w5);
+    assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
 }

@@ -119,6 +119,27 @@ pub struct Manifest {
     /// Format 2 only: which scoring engine serves the model and its settings (default: exact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<EngineParams>,
+    /// Format 2 only: an HNSW graph over the item side built at publish time, which the `ann`
+    /// engine serves instead of building one at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ann_index: Option<AnnIndexFile>,
+}
+
+/// A saved HNSW graph (usearch's serialization: the augmented item vectors `[v, b]` of rows
+/// `1..n_rows` under inner product, f32) and the parameters it was built with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnIndexFile {
+    pub file: String,
+    pub sha256: String,
+    /// File size; checked before the file is read.
+    pub bytes: u64,
+    /// HNSW links per node (`m`) and build candidate list (`ef_construction`) of this graph.
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Seconds the build took where it was published.
+    #[serde(default)]
+    pub build_seconds: f64,
 }
 
 /// The item side of a two-tower bundle. With `dtype` `float32_le`, `file` holds `n_rows · dim`
@@ -168,6 +189,7 @@ impl Manifest {
             users_sha256: None,
             item_side: None,
             serving: None,
+            ann_index: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! The contract is documented in `docs/model-bundle.md`.
 
 mod error;
+pub mod index;
 mod manifest;
 mod read;
 mod vocab;
@@ -14,12 +15,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
-    Architecture, DatasetInfo, ItemSide, Manifest, Role, SplitInfo, TensorSpec, FORMAT_TWO_TOWER,
-    FORMAT_VERSION, INPUT_NAME, ITEM_MATRIX_FILE, ITEM_MATRIX_INT8_FILE, OUTPUT_NAME,
-    USER_VECTOR_NAME,
+    AnnIndexFile, Architecture, DatasetInfo, ItemSide, Manifest, Role, SplitInfo, TensorSpec,
+    FORMAT_TWO_TOWER, FORMAT_VERSION, INPUT_NAME, ITEM_MATRIX_FILE, ITEM_MATRIX_INT8_FILE,
+    OUTPUT_NAME, USER_VECTOR_NAME,
 };
 
-use crate::engine::{ItemMatrix, DTYPE_F32, DTYPE_INT8};
+use crate::engine::{IndexBytes, ItemMatrix, DTYPE_F32, DTYPE_INT8};
 pub use error::BundleError;
 pub use read::{read_capped, read_capped_text};
 pub use vocab::{item_row, item_rows, row_item, ItemVocab, UserHistories, PAD_TOKEN};
@@ -66,6 +67,9 @@ pub struct Bundle {
     pub model_bytes: Vec<u8>,
     /// Format 2: the item side (`items.f32`), checked against the manifest's `item_side`.
     pub item_matrix: Option<ItemMatrix>,
+    /// Format 2: the HNSW graph saved at publish time (`index.usearch`), checked against the
+    /// manifest's `ann_index`.
+    pub ann_index: Option<IndexBytes>,
 }
 
 impl Bundle {
@@ -196,6 +200,13 @@ impl Bundle {
             Some(side) => Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
             None => None,
         };
+        let ann_index = match (&manifest.ann_index, &manifest.item_side) {
+            (None, _) => None,
+            (Some(spec), Some(side)) => Some(index::read(dir, spec, manifest.n_rows, side.dim)?),
+            (Some(_), None) => {
+                return Err(bad("`ann_index` is only valid with format_version 2".into()))
+            }
+        };
         Ok(Bundle {
             dir: dir.to_path_buf(),
             manifest,
@@ -203,6 +214,7 @@ impl Bundle {
             users,
             model_bytes,
             item_matrix,
+            ann_index,
         })
     }
 }
@@ -453,6 +465,12 @@ pub fn write_bundle_with(
             })
         }
     };
+    // An `ann` bundle gets its graph now, once, rather than on every replica at load.
+    let graph = match item_matrix {
+        Some(m) => index::build_for(&manifest, m)?,
+        None => None,
+    };
+    manifest.ann_index = graph.as_ref().map(|(spec, _)| spec.clone());
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -464,6 +482,9 @@ pub fn write_bundle_with(
         write_synced(&staging.join(ITEMS_FILE), items_tsv.as_bytes())?;
         if let Some((file, bytes)) = &matrix_bytes {
             write_synced(&staging.join(file), bytes)?;
+        }
+        if let Some((spec, bytes)) = &graph {
+            write_synced(&staging.join(&spec.file), bytes.as_bytes())?;
         }
         if let Some(users) = &users_tsv {
             write_synced(&staging.join(USERS_FILE), users.as_bytes())?;
@@ -511,7 +532,7 @@ pub fn write_bundle_with(
     result
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| BundleError::io(path, e))?;
     f.write_all(bytes).map_err(|e| BundleError::io(path, e))?;

@@ -68,7 +68,7 @@ pub fn read_capped_text(path: &Path, max_bytes: u64) -> Result<(String, String),
 }
 
 #[cfg(unix)]
-fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+pub(super) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK only changes how FIFOs and devices open; regular files ignore it.
     std::fs::OpenOptions::new()
@@ -78,7 +78,7 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 #[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+pub(super) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     File::open(path)
 }
 

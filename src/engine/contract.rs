@@ -38,8 +38,14 @@ pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
     /// `queries`: row-major `[queries.len(), dim]` user vectors, one per entry of `requests`.
     fn search(&self, queries: &[f32], requests: &[Query<'_>]) -> Vec<Vec<(u32, f32)>>;
-    /// Bytes this engine holds besides the shared f32 item matrix (index, quantised copy).
-    fn extra_bytes(&self) -> usize;
+    /// Bytes of item data this engine holds: its copy of the matrix in the layout it scans,
+    /// the graph, the codes (the f32 matrix it was built from is freed unless it keeps it).
+    fn bytes(&self) -> usize;
+    /// Where the engine's graph came from: `saved` (read from the bundle) or `built` (at
+    /// load); `None` for engines without one (and `ann` scanning a small catalogue).
+    fn graph(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Which engine serves a two-tower model.

@@ -4,15 +4,14 @@
 //! Memory traffic is one pass over the item matrix per batch; the `[batch, n_rows]` score matrix
 //! is never allocated.
 //!
-//! The engine keeps its own copy of the items in the layout the GEMM kernels read directly:
-//! column-major blocks (`[dim, BLOCK]`, rows padded to a multiple of 16 lanes). With the
+//! The engine keeps the items only in the layout the GEMM kernels read directly (the row-major
+//! matrix it was built from is released): column-major blocks (`[dim, BLOCK]`, rows padded to a multiple of 16 lanes). With the
 //! row-major `items.f32` layout `gemm` re-packed every block of the catalogue on every call
 //! (`gemm-common`: a left operand is used in place only when its rows are contiguous and its row
 //! count a multiple of the SIMD width); packing once at load is what tract does with a constant
 //! item matrix, and is why the format-1 path beat this engine before.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use super::contract::{Engine, EngineKind, Query};
 use super::matrix::ItemMatrix;
@@ -26,7 +25,9 @@ pub const BLOCK: usize = 2048;
 const LANES: usize = 16;
 
 pub struct Exact {
-    items: Arc<ItemMatrix>,
+    n_rows: usize,
+    dim: usize,
+    bias: Vec<f32>,
     /// Block `b` starts at `b · BLOCK · dim`; element (row i of the block, d) is at
     /// `start + d · padded_len(b) + i`. Padding rows are zero and never read back.
     blocks: Vec<f32>,
@@ -37,7 +38,7 @@ fn padded(len: usize) -> usize {
 }
 
 impl Exact {
-    pub fn new(items: Arc<ItemMatrix>) -> Self {
+    pub fn new(items: &ItemMatrix) -> Self {
         let (n, dim) = (items.n_rows(), items.dim());
         let mut blocks = Vec::with_capacity(padded(n) * dim);
         for start in (0..n).step_by(BLOCK) {
@@ -48,7 +49,12 @@ impl Exact {
                 blocks.extend(std::iter::repeat_n(0.0, plen - len));
             }
         }
-        Exact { items, blocks }
+        Exact {
+            n_rows: n,
+            dim,
+            bias: items.bias().to_vec(),
+            blocks,
+        }
     }
 }
 
@@ -62,8 +68,7 @@ impl Engine for Exact {
     }
 
     fn search(&self, queries: &[f32], requests: &[Query<'_>]) -> Vec<Vec<(u32, f32)>> {
-        let m = &*self.items;
-        let dim = m.dim();
+        let dim = self.dim;
         let batch = requests.len();
         assert_eq!(queries.len(), batch * dim, "one query vector per request");
         if batch == 0 {
@@ -73,9 +78,9 @@ impl Engine for Exact {
         SCRATCH.with_borrow_mut(|scratch| {
             let mut scores = std::mem::take(&mut scratch.scores);
             scores.resize(BLOCK * batch, 0.0);
-            let bias = m.bias();
-            for start in (0..m.n_rows()).step_by(BLOCK) {
-                let len = BLOCK.min(m.n_rows() - start);
+            let bias = &self.bias;
+            for start in (0..self.n_rows).step_by(BLOCK) {
+                let len = BLOCK.min(self.n_rows - start);
                 let plen = padded(len);
                 let block = &self.blocks[start * dim..start * dim + plen * dim];
                 block_scores(
@@ -96,9 +101,9 @@ impl Engine for Exact {
         best.into_iter().map(TopK::into_sorted).collect()
     }
 
-    fn extra_bytes(&self) -> usize {
-        // The column-major copy of the items (the per-thread scratch is `BLOCK × batch` floats).
-        self.blocks.len() * std::mem::size_of::<f32>()
+    fn bytes(&self) -> usize {
+        // The per-thread scratch (`BLOCK × batch` floats) is not counted.
+        std::mem::size_of::<f32>() * (self.blocks.len() + self.bias.len())
     }
 }
 
@@ -252,6 +257,8 @@ fn block_scores(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::testing::*;
     use super::*;
 
@@ -260,7 +267,7 @@ mod tests {
         // 5,000 rows: three blocks, the last one partial.
         for (n_rows, dim, bias) in [(5000, 13, true), (70, 64, false), (2, 1, true)] {
             let items = Arc::new(random_matrix(n_rows, dim, bias, 1));
-            let engine = Exact::new(Arc::clone(&items));
+            let engine = Exact::new(&items);
             for batch in [1, 3, 17] {
                 let queries = random_queries(batch, dim, batch as u64);
                 let (ex, ks) = random_requests(batch, n_rows, 9);
@@ -287,7 +294,7 @@ mod tests {
         let items = ItemMatrix::new(n_rows, dim, int(n_rows * dim), Some(int(n_rows))).unwrap();
         let queries = int(8 * dim);
         let items = Arc::new(items);
-        let engine = Exact::new(Arc::clone(&items));
+        let engine = Exact::new(&items);
         let (ex, _) = random_requests(8, n_rows, 5);
         let reqs: Vec<Query> = ex
             .iter()
@@ -309,7 +316,7 @@ mod tests {
         v[4] = 1.0;
         v[6] = 2.0;
         let items = Arc::new(ItemMatrix::new(4, 2, v, None).unwrap());
-        let e = Exact::new(items);
+        let e = Exact::new(&items);
         let got = e.search(
             &[1.0, 0.0],
             &[Query {

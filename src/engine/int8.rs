@@ -168,8 +168,9 @@ impl Engine for Int8 {
             .collect()
     }
 
-    fn extra_bytes(&self) -> usize {
-        self.codes.len() + 4 * self.scales.len()
+    fn bytes(&self) -> usize {
+        // The f32 matrix is kept for the exact re-rank.
+        self.codes.len() + 4 * self.scales.len() + self.items.bytes()
     }
 }
 

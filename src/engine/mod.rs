@@ -24,6 +24,7 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
+pub use ann::{BuildProgress, IndexBytes};
 pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
 pub use matrix::{dot, quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
 
@@ -52,10 +53,35 @@ pub fn build(
     items: std::sync::Arc<ItemMatrix>,
     params: &EngineParams,
 ) -> Result<Box<dyn Engine>, EngineError> {
+    build_with(kind, items, params, None, &BuildProgress::default())
+}
+
+/// [`build`] with a graph saved at publish time (used by `ann` when the catalogue gets a
+/// graph; ignored by the other engines) and a counter of the rows a graph build has added.
+/// Engines keep only what they scan: the matrix `items` is freed when `kind` does not need it.
+pub fn build_with(
+    kind: EngineKind,
+    items: std::sync::Arc<ItemMatrix>,
+    params: &EngineParams,
+    saved: Option<IndexBytes>,
+    progress: &BuildProgress,
+) -> Result<Box<dyn Engine>, EngineError> {
     Ok(match kind {
-        EngineKind::Exact => Box::new(exact::Exact::new(items)),
+        EngineKind::Exact => Box::new(exact::Exact::new(&items)),
         EngineKind::Int8 => Box::new(int8::Int8::new(items, params.int8.clone())?),
-        EngineKind::Ann => Box::new(ann::Ann::build(items, params.ann.clone())?),
+        EngineKind::Ann => {
+            let graph = items.n_rows().saturating_sub(1) >= params.ann.full_scan_below;
+            match saved {
+                Some(bytes) if graph => {
+                    Box::new(ann::Ann::from_bytes(bytes, &items, params.ann.clone())?)
+                }
+                _ => Box::new(ann::Ann::build_watched(
+                    &items,
+                    params.ann.clone(),
+                    progress,
+                )?),
+            }
+        }
     })
 }
 

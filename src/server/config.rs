@@ -64,7 +64,14 @@ impl std::str::FromStr for EngineChoice {
 ///
 /// Every flag can also be set through the environment variable shown in brackets.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "distilrec", version, about, long_about = None)]
+#[command(
+    name = "distilrec",
+    version,
+    about,
+    long_about = None,
+    after_help = "Also: `distilrec index <VERSION_DIR>` builds the ANN graph of a two-tower bundle \
+                  and saves it in the bundle (`distilrec index --help`)."
+)]
 pub struct Config {
     /// Model repository: `<DIR>/<model name>/<version>/{model.onnx,manifest.json,items.tsv,users.tsv}`.
     #[arg(long, env = "DISTILREC_MODELS", default_value = "models")]

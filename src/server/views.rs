@@ -66,6 +66,10 @@ pub struct LiveInfo {
     pub format_version: u32,
     /// Format 2: the scoring engine serving it (`exact`, `int8`, `ann`).
     pub engine: Option<&'static str>,
+    /// `ann` with a graph: `saved` (published in the bundle, read at load) or `built` (at load,
+    /// because the bundle has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ann_graph: Option<&'static str>,
     /// Seconds spent loading the ONNX model and building the engine (e.g. the ANN index).
     pub engine_build_seconds: f64,
     pub created_at: u64,
@@ -84,6 +88,19 @@ pub struct ModelDetail {
     /// Earlier live versions, most recent last (what rollback goes back to).
     pub previous: Vec<u64>,
     pub load_failures: Vec<LoadFailure>,
+    /// A version being loaded right now, with the progress of its ANN graph build (a bundle
+    /// without a saved graph builds one at load).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loading: Option<Loading>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Loading {
+    pub version: u64,
+    /// Rows added to the ANN graph so far (0 while other parts load).
+    pub rows_indexed: usize,
+    /// Rows the graph will hold (0 until a build starts, and for other engines).
+    pub rows_to_index: usize,
 }
 
 impl From<&ModelSnapshot> for ModelSummary {
@@ -109,6 +126,7 @@ impl From<&LoadedModel> for LiveInfo {
             architecture: m.manifest.architecture.kind.clone(),
             format_version: m.manifest.format_version,
             engine: m.scoring.engine().map(|e| e.name()),
+            ann_graph: m.scoring.graph(),
             engine_build_seconds: m.engine_build_seconds,
             created_at: m.manifest.created_at,
             loaded_at: crate::os::unix_seconds(m.loaded_at),
@@ -126,6 +144,13 @@ impl ModelDetail {
                 .iter()
                 .map(|f| LoadFailure::new(f, audience))
                 .collect(),
+            loading: s
+                .loading
+                .map(|(version, rows_indexed, rows_to_index)| Loading {
+                    version,
+                    rows_indexed,
+                    rows_to_index,
+                }),
             name: s.name,
             default: s.default,
             pinned: s.pinned,

@@ -4,11 +4,13 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::model::{load_version, LoadError, LoadSpec, LoadedModel};
+use crate::engine::BuildProgress;
 
 /// The right to run one model-load thread: held by the thread until it really ends, and
 /// counted in `distilrec_model_load_threads` meanwhile.
@@ -42,7 +44,9 @@ pub struct Attempt {
 
 /// Loads the bundle in `dir` with [`load_version`] on a low-priority thread. A load stuck in a
 /// read (hung NFS) or in an endless graph keeps its thread but not the caller: after `deadline`
-/// the attempt is a [`LoadError::Timeout`], and a panic is a [`LoadError::Panic`]. `slot` is
+/// without progress the attempt is a [`LoadError::Timeout`], and a panic is a
+/// [`LoadError::Panic`]. Progress is rows added to an ANN graph (`spec.progress`): a build
+/// that takes minutes of CPU is not stalled I/O, so each row it adds restarts the deadline. `slot` is
 /// held by the thread itself until it really ends (Rust cannot stop a thread), so whoever
 /// hands out slots knows that a timed-out load is still running.
 pub async fn load_off_thread(
@@ -52,6 +56,7 @@ pub async fn load_off_thread(
     slot: LoadSlot,
 ) -> Attempt {
     let fingerprint_dir = dir.clone();
+    let progress = Arc::clone(&spec.progress);
     let (print_tx, mut print_rx) = oneshot::channel::<u64>();
     let work = run_low_priority(move || {
         let _slot = slot;
@@ -60,10 +65,10 @@ pub async fn load_off_thread(
         let _ = print_tx.send(fingerprint(&fingerprint_dir));
         load_version(&dir, spec)
     });
-    let result = match tokio::time::timeout(deadline, work).await {
-        Ok(Some(result)) => result,
-        Ok(None) => Err(LoadError::Panic),
-        Err(_) => Err(LoadError::Timeout(deadline)),
+    let result = match until_stalled(work, deadline, &progress).await {
+        Some(Some(result)) => result,
+        Some(None) => Err(LoadError::Panic),
+        None => Err(LoadError::Timeout(deadline)),
     };
     // After a timeout the thread may still be stuck taking it (a hung stat): wait only briefly.
     let fingerprint = match print_rx.try_recv() {
@@ -76,6 +81,40 @@ pub async fn load_off_thread(
     Attempt {
         result,
         fingerprint,
+    }
+}
+
+/// How often a waiting load looks at its progress (and logs it while a graph is built).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Awaits `work` until it finishes (`Some`) or `deadline` passes without `progress` moving
+/// (`None`).
+async fn until_stalled<T>(
+    work: impl std::future::Future<Output = T>,
+    deadline: Duration,
+    progress: &BuildProgress,
+) -> Option<T> {
+    tokio::pin!(work);
+    let mut seen = progress.get();
+    let mut moved_at = Instant::now();
+    let mut logged_at = Instant::now();
+    loop {
+        let left = deadline.saturating_sub(moved_at.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        if let Ok(done) = tokio::time::timeout(left.min(PROGRESS_EVERY), &mut work).await {
+            return Some(done);
+        }
+        let now = progress.get();
+        if now != seen {
+            seen = now;
+            moved_at = Instant::now();
+            if logged_at.elapsed() >= Duration::from_secs(10) {
+                logged_at = Instant::now();
+                tracing::info!(rows_indexed = now.0, rows = now.1, "building the ANN graph");
+            }
+        }
     }
 }
 

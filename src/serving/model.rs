@@ -10,7 +10,7 @@ use prometheus::IntGauge;
 
 use super::rank::{rank, RankRequest, Scoring};
 use crate::bundle::{Bundle, BundleError, BundleLimits, ItemVocab, Manifest, UserHistories};
-use crate::engine::{self, EngineError, EngineKind, ItemMatrix};
+use crate::engine::{self, BuildProgress, EngineError, EngineKind, IndexBytes, ItemMatrix};
 use crate::onnx::{OnnxScorer, RuntimeError};
 
 /// A model version ready to serve. Requests hold it through an `Arc` for their whole life, so a
@@ -85,6 +85,9 @@ pub struct LoadSpec {
     /// `--engine`: overrides the manifest's choice for two-tower bundles.
     pub engine: Option<EngineKind>,
     pub limits: BundleLimits,
+    /// Rows an ANN graph build has added so far: the loader's deadline counts them as
+    /// progress, and the models API shows them.
+    pub progress: Arc<BuildProgress>,
 }
 
 /// Reads, checks, loads and warms up the bundle in `dir`.
@@ -95,6 +98,7 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
         users,
         model_bytes,
         item_matrix,
+        ann_index,
         ..
     } = Bundle::load_with(dir, &spec.limits)?;
     if manifest.name != spec.name {
@@ -104,7 +108,14 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
         });
     }
     let started = Instant::now();
-    let scoring = build_scoring(&manifest, &model_bytes, item_matrix, spec.engine)?;
+    let scoring = build_scoring(
+        &manifest,
+        &model_bytes,
+        item_matrix,
+        spec.engine,
+        ann_index,
+        &spec.progress,
+    )?;
     let engine_build_seconds = started.elapsed().as_secs_f64();
     if scoring.n_rows() != manifest.n_rows {
         return Err(LoadError::Shape(format!(
@@ -132,12 +143,15 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
 
 /// How a bundle's parts score: format 1 → its ONNX graph scores every row; format 2 → the
 /// ONNX user encoder plus the engine the manifest names (`engine` overrides it) over the item
-/// matrix. Blocking: an ANN index over 10^6 items takes minutes.
+/// matrix. Blocking: an ANN index over 10^6 items takes minutes to build when the bundle has
+/// no saved graph (`ann_index`); `progress` counts the rows added meanwhile.
 pub fn build_scoring(
     manifest: &Manifest,
     model_bytes: &[u8],
     item_matrix: Option<ItemMatrix>,
     engine: Option<EngineKind>,
+    ann_index: Option<IndexBytes>,
+    progress: &BuildProgress,
 ) -> Result<Scoring, LoadError> {
     Ok(match item_matrix {
         // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for
@@ -147,7 +161,7 @@ pub fn build_scoring(
             let encoder = OnnxScorer::load_encoder(model_bytes, manifest.n_rows, matrix.dim())?;
             let params = manifest.serving.clone().unwrap_or_default();
             let kind = engine.unwrap_or(params.engine);
-            let engine = engine::build(kind, Arc::new(matrix), &params)?;
+            let engine = engine::build_with(kind, Arc::new(matrix), &params, ann_index, progress)?;
             Scoring::TwoTower { encoder, engine }
         }
     })

@@ -47,6 +47,14 @@ impl Scoring {
             Scoring::TwoTower { engine, .. } => Some(engine.kind()),
         }
     }
+
+    /// See [`crate::engine::Engine::graph`].
+    pub fn graph(&self) -> Option<&'static str> {
+        match self {
+            Scoring::FullScores(_) => None,
+            Scoring::TwoTower { engine, .. } => engine.graph(),
+        }
+    }
 }
 
 /// Best `(row, score)` pairs per request, descending. History and `exclude` rows are never

@@ -22,6 +22,7 @@ use super::control::{Control, Failure};
 use super::loader::{fingerprint, load_off_thread, LoadSlot};
 use super::model::{LoadError, LoadSpec, LoadedModel};
 use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits};
+use crate::engine::BuildProgress;
 use crate::metrics::Metrics;
 
 /// Model used by default when `--default-model` is not given and it exists.
@@ -80,6 +81,8 @@ pub struct ModelSnapshot {
     /// Earlier live versions, most recent last.
     pub previous: Vec<u64>,
     pub failures: Vec<Failure>,
+    /// A load in progress: `(version, rows indexed, rows to index)`.
+    pub loading: Option<(u64, usize, usize)>,
 }
 
 /// One model name: its live version, its batch queue and its load bookkeeping.
@@ -94,6 +97,8 @@ pub struct ModelEntry {
     /// deadline releases `load_lock` but keeps running, and must not be joined by more.
     load_thread: Arc<tokio::sync::Semaphore>,
     control: Mutex<Control>,
+    /// The load in progress, if any: its version and how far its ANN graph build is.
+    loading: Mutex<Option<(u64, Arc<BuildProgress>)>>,
 }
 
 impl ModelEntry {
@@ -171,6 +176,7 @@ impl Registry {
             load_lock: tokio::sync::Mutex::new(()),
             load_thread: Arc::new(tokio::sync::Semaphore::new(1)),
             control: Mutex::new(Control::default()),
+            loading: Mutex::new(None),
         });
         let mut map = BTreeMap::clone(&self.models.load());
         map.insert(name.to_string(), Arc::clone(&entry));
@@ -374,12 +380,16 @@ impl Registry {
                 .with_label_values(&[&entry.name]),
             engine: self.config.engine,
             limits: self.config.limits,
+            progress: Arc::default(),
         };
+        *entry.loading.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((version, Arc::clone(&spec.progress)));
         let start = Instant::now();
         tracing::info!(model = %entry.name, version, "loading model version");
         let dir = self.version_dir(&entry.name, version);
         let slot = LoadSlot::new(permit, self.metrics.load_threads.clone());
         let attempt = load_off_thread(dir, spec, self.config.load_timeout, slot).await;
+        *entry.loading.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let elapsed = start.elapsed();
         self.metrics
             .reload_duration
@@ -545,6 +555,15 @@ impl Registry {
     /// and remembered failures.
     pub fn snapshot(&self, name: &str) -> Option<ModelSnapshot> {
         let entry = self.get(name)?;
+        let loading = entry
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(v, p)| {
+                let (done, total) = p.get();
+                (*v, done, total)
+            });
         let c = entry.control();
         Some(ModelSnapshot {
             name: entry.name.clone(),
@@ -554,6 +573,7 @@ impl Registry {
             versions: c.listed_versions().to_vec(),
             previous: c.previous().to_vec(),
             failures: c.failures().cloned().collect(),
+            loading,
         })
     }
 }

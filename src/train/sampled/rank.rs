@@ -5,8 +5,6 @@
 //! exists. Used for early stopping, the final evaluation, the teacher's top-K KD lists and the
 //! student's current top items.
 
-use std::sync::Arc;
-
 use rayon::prelude::*;
 
 use super::tower::Tower;
@@ -29,7 +27,7 @@ pub fn top_items(
     threads: usize,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Vec<Vec<u32>> {
-    let engine = Exact::new(Arc::new(tower.item_matrix()));
+    let engine = Exact::new(&tower.item_matrix());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
