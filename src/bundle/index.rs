@@ -84,7 +84,7 @@ pub(super) fn read(
     n_rows: usize,
     dim: usize,
 ) -> Result<IndexBytes, BundleError> {
-    let manifest_path = dir.join(super::MANIFEST_FILE);
+    let manifest_path = dir.join(crate::bundle::MANIFEST_FILE);
     if spec.file.is_empty() || spec.file.contains(['/', '\\']) || spec.file.starts_with('.') {
         return Err(BundleError::Manifest {
             path: manifest_path,
@@ -155,11 +155,11 @@ pub(super) fn read(
 pub fn add_index(
     dir: &Path,
     overrides: impl FnOnce(&mut AnnParams),
-    limits: &super::BundleLimits,
+    limits: &crate::bundle::BundleLimits,
 ) -> Result<Option<AnnIndexFile>, BundleError> {
-    let bundle = super::Bundle::load_with(dir, limits)?;
+    let bundle = crate::bundle::Bundle::load_with(dir, limits)?;
     let mut manifest = bundle.manifest;
-    let manifest_path = dir.join(super::MANIFEST_FILE);
+    let manifest_path = dir.join(crate::bundle::MANIFEST_FILE);
     let Some(items) = bundle.item_matrix else {
         return Err(BundleError::Manifest {
             path: manifest_path,
@@ -179,14 +179,14 @@ pub fn add_index(
     replace_file(dir, &spec.file, bytes.as_bytes())?;
     manifest.ann_index = Some(spec.clone());
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest always serializes");
-    replace_file(dir, super::MANIFEST_FILE, &json)?;
+    replace_file(dir, crate::bundle::MANIFEST_FILE, &json)?;
     Ok(Some(spec))
 }
 
 /// Writes `dir/name` through a synced temporary file and a rename.
 fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BundleError> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    super::write_synced(&tmp, bytes)?;
+    crate::bundle::write_synced(&tmp, bytes)?;
     let target = dir.join(name);
     std::fs::rename(&tmp, &target).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
