@@ -18,8 +18,9 @@ pub enum Format {
     Csv,
     /// RecBole atomic file: tab-separated with a `name:type` header (`user_id:token` ...).
     RecboleInter,
-    /// Apache Parquet with flat columns named as in CSV (user/item ids as integers or strings,
-    /// rating and timestamp optional); uncompressed, snappy or gzip. Errors count rows from 1.
+    /// Apache Parquet with flat columns named as in CSV (user/item ids as integers, strings or
+    /// UTF-8 bytes, rating and timestamp optional); uncompressed, snappy or gzip. Errors count
+    /// rows from 1.
     Parquet,
 }
 
@@ -255,12 +256,16 @@ fn parse_parquet(path: &Path, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), D
     for (i, row) in rows.enumerate() {
         let n = i + 1;
         let row = row.map_err(|e| perr(path, n, format!("unreadable Parquet row: {e}")))?;
-        let values: Vec<String> = row.get_column_iter().map(|(_, f)| field_text(f)).collect();
-        let get = |col: usize, what: &str| {
-            values
-                .get(col)
-                .map(String::as_str)
-                .ok_or_else(|| perr(path, n, format!("missing {what} field")))
+        let values: Vec<Result<String, String>> =
+            row.get_column_iter().map(|(_, f)| field_text(f)).collect();
+        let get = |col: usize, what: &str| match values.get(col) {
+            Some(Ok(text)) => Ok(text.as_str()),
+            Some(Err(bytes)) => Err(perr(
+                path,
+                n,
+                format!("{what} `{bytes}` is not valid UTF-8"),
+            )),
+            None => Err(perr(path, n, format!("missing {what} field"))),
         };
         sink(record(path, n, &cols, get)?)?;
     }
@@ -276,18 +281,23 @@ fn parse_parquet(path: &Path, _bytes: &[u8], _sink: &mut Sink<'_>) -> Result<(),
 }
 
 /// A Parquet value as the text the shared field parsers read: null → empty (an empty id or a
-/// rating that is not a number), timestamps in seconds.
+/// rating that is not a number), timestamps in seconds. Bytes that are not UTF-8 are an error
+/// (the bytes, escaped) rather than replaced: two different invalid ids would otherwise both
+/// become `U+FFFD` and merge into one item. Only the columns that are read report it.
 #[cfg(feature = "train")]
-fn field_text(f: &parquet::record::Field) -> String {
+fn field_text(f: &parquet::record::Field) -> Result<String, String> {
     use parquet::record::Field;
-    match f {
+    Ok(match f {
         Field::Null => String::new(),
         Field::Str(s) => s.clone(),
-        Field::Bytes(b) => String::from_utf8_lossy(b.data()).into_owned(),
+        Field::Bytes(b) => match std::str::from_utf8(b.data()) {
+            Ok(s) => s.to_string(),
+            Err(_) => return Err(b.data().escape_ascii().to_string()),
+        },
         Field::TimestampMillis(ms) => (ms / 1000).to_string(),
         Field::TimestampMicros(us) => (us / 1_000_000).to_string(),
         other => other.to_string(),
-    }
+    })
 }
 
 /// Where the fields of a headed file are; rating and timestamp are optional (1.0 and 0).
@@ -550,6 +560,17 @@ mod tests {
     /// the parquet crate's low-level writer (snappy); `None` ratings are nulls.
     #[cfg(feature = "train")]
     fn write_parquet(path: &Path, rows: &[(i64, &str, Option<f64>, i64)], schema: &str) {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|&(u, i, r, t)| (u, i.as_bytes(), r, t))
+            .collect();
+        write_parquet_bytes(path, &rows, schema);
+    }
+
+    /// [`write_parquet`] with the item ids as raw bytes (for a `BYTE_ARRAY` column without the
+    /// UTF8 annotation).
+    #[cfg(feature = "train")]
+    fn write_parquet_bytes(path: &Path, rows: &[(i64, &[u8], Option<f64>, i64)], schema: &str) {
         use parquet::basic::Compression;
         use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
         use parquet::file::properties::WriterProperties;
@@ -674,6 +695,39 @@ mod tests {
             .to_string();
         assert!(
             err.contains("null.parquet, line 2") && err.contains("rating"),
+            "{err}"
+        );
+    }
+
+    /// Byte ids that are not UTF-8 are refused with the row: read lossily, `0xff` and `0xfe`
+    /// would both become U+FFFD and merge two items into one.
+    #[cfg(feature = "train")]
+    #[test]
+    fn parquet_byte_ids_that_are_not_utf8_are_refused_with_the_row() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bytes.parquet");
+        let schema = "message m { REQUIRED INT64 user; REQUIRED BYTE_ARRAY item; \
+            OPTIONAL DOUBLE rating; REQUIRED INT64 ts; }";
+        let ok: &[(i64, &[u8], Option<f64>, i64)] = &[
+            (1, b"a", Some(1.0), 1),
+            (1, "\u{e9}".as_bytes(), Some(1.0), 2),
+        ];
+        write_parquet_bytes(&p, ok, schema);
+        let data = read_interactions(&p, Format::Auto, None).unwrap();
+        assert_eq!(data.item_ids, ["a", "\u{e9}"]);
+
+        let bad: &[(i64, &[u8], Option<f64>, i64)] = &[
+            (1, b"a", Some(1.0), 1),
+            (1, b"x\xff", Some(1.0), 2),
+            (2, b"x\xfe", Some(1.0), 3),
+        ];
+        write_parquet_bytes(&p, bad, schema);
+        let err = read_interactions(&p, Format::Auto, None)
+            .map(|d| d.item_ids)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bytes.parquet, line 2") && err.contains("not valid UTF-8"),
             "{err}"
         );
     }
