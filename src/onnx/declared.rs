@@ -80,7 +80,7 @@ fn check_graph(graph: &pb::GraphProto, max: u64, total: &mut u64) -> Result<(), 
                     .find_map(|a| a.t.as_ref())
                     .map_or(Some(4), |t| elem_size(t.data_type));
                 let bytes = int64_values(shape)
-                    .and_then(|dims| elements(&dims))
+                    .and_then(|dims| element_count(&dims))
                     .zip(elem)
                     .and_then(|(n, e)| n.checked_mul(e));
                 add(
@@ -110,10 +110,12 @@ fn add(total: &mut u64, max: u64, what: &str, bytes: Option<u64>) -> Result<(), 
 
 /// Bytes of a tensor's declared shape; `None` when the product overflows or a dim is negative.
 fn tensor_bytes(t: &pb::TensorProto) -> Option<u64> {
-    elements(&t.dims)?.checked_mul(elem_size(t.data_type)?)
+    element_count(&t.dims)?.checked_mul(elem_size(t.data_type)?)
 }
 
-fn elements(dims: &[i64]) -> Option<u64> {
+/// Elements of a tensor of shape `dims`; `None` when the product overflows `u64` or a dim is
+/// negative (a file can declare any dims, whatever data it holds).
+pub fn element_count(dims: &[i64]) -> Option<u64> {
     dims.iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?))
 }

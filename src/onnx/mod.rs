@@ -10,6 +10,7 @@ mod runtime;
 mod synthetic;
 mod weights;
 
+pub use declared::element_count;
 pub use export::{Precision, IR_VERSION, OPSET};
 pub use runtime::{OnnxScorer, RuntimeError};
 pub use synthetic::{

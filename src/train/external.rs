@@ -13,7 +13,7 @@ use super::export::time_calls;
 use crate::bundle::{Bundle, Manifest};
 use crate::data::Interactions;
 use crate::engine::ItemMatrix;
-use crate::onnx::OnnxScorer;
+use crate::onnx::{element_count, OnnxScorer};
 
 /// Users per tract call when scoring the training histories.
 const BATCH: usize = 64;
@@ -196,7 +196,7 @@ fn count_initializers(model_bytes: &[u8]) -> Result<u64, String> {
     let Some(graph) = proto.graph else {
         return Err("the model has no graph".into());
     };
-    let size = |t: &pb::TensorProto| {
+    let size = |what: String, t: &pb::TensorProto| -> Result<u64, String> {
         let weight = [
             DataType::Float,
             DataType::Float16,
@@ -207,23 +207,31 @@ fn count_initializers(model_bytes: &[u8]) -> Result<u64, String> {
         ]
         .iter()
         .any(|&d| t.data_type == d as i32);
-        let n = t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>();
+        // The dims are the file's word, not its data: a product past u64 is refused rather
+        // than wrapped (or a debug-build panic).
+        let n = element_count(&t.dims)
+            .ok_or_else(|| format!("{what} declares dims {:?}: no valid element count", t.dims))?;
         // Single values (an epsilon, a 1.0 for a division) are constants of the graph's
         // arithmetic, not learned weights.
-        if weight && n > 1 {
-            n
-        } else {
-            0
-        }
+        Ok(if weight && n > 1 { n } else { 0 })
     };
+    let initializers = graph
+        .initializer
+        .iter()
+        .map(|t| (format!("initializer `{}`", t.name), t));
     let constants = graph
         .node
         .iter()
         .filter(|n| n.op_type == "Constant")
-        .flat_map(|n| n.attribute.iter())
-        .filter_map(|a| a.t.as_ref())
-        .map(size);
-    Ok(graph.initializer.iter().map(size).chain(constants).sum())
+        .flat_map(|n| n.attribute.iter().map(move |a| (n, a)))
+        .filter_map(|(n, a)| Some((format!("`Constant` `{}`", n.name), a.t.as_ref()?)));
+    initializers
+        .chain(constants)
+        .try_fold(0u64, |total, (what, t)| {
+            total
+                .checked_add(size(what, t)?)
+                .ok_or_else(|| "the graph's weights count more than 2^64 elements".into())
+        })
 }
 
 #[cfg(test)]
@@ -287,5 +295,45 @@ mod tests {
             err.contains("lacks 1 of the 2 items") && err.contains("`zz`"),
             "{err}"
         );
+    }
+
+    /// A graph whose initializer declares dims multiplying past `u64` is refused with the
+    /// tensor named (the count would otherwise panic in a debug build and wrap in release).
+    #[test]
+    fn an_initializer_whose_element_count_overflows_is_refused() {
+        use pb::tensor_proto::DataType;
+        let tmp = tempfile::tempdir().unwrap();
+        let graph = pb::GraphProto {
+            name: "overflow".into(),
+            initializer: vec![pb::TensorProto {
+                name: "w".into(),
+                dims: vec![1 << 40, 1 << 40],
+                data_type: DataType::Float as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            ir_version: 8,
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let vocab = ItemVocab::new(vec![("a".into(), None), ("b".into(), None)]);
+        let arch = ModelWeights::MeanMlp(MeanMlpWeights::random(3, 2, &[], 1)).architecture();
+        let manifest = Manifest::new("ext", Role::Teacher, 3, arch);
+        let dir = write_bundle(tmp.path(), manifest, &model.encode_to_vec(), &vocab, None).unwrap();
+
+        let inter = tmp.path().join("d.inter");
+        std::fs::write(
+            &inter,
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\ta\t1\t1\n",
+        )
+        .unwrap();
+        let data = crate::data::read_interactions(&inter, crate::data::Format::Auto, None).unwrap();
+        let err = ExternalTeacher::load(&dir, &data)
+            .err()
+            .expect("an overflowing initializer is refused")
+            .to_string();
+        assert!(err.contains("initializer `w`"), "{err}");
     }
 }
