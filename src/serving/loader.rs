@@ -5,7 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
@@ -96,8 +96,8 @@ async fn until_stalled<T>(
 ) -> Option<T> {
     tokio::pin!(work);
     let mut seen = progress.get();
-    let mut moved_at = Instant::now();
-    let mut logged_at = Instant::now();
+    let mut moved_at = tokio::time::Instant::now();
+    let mut logged_at = tokio::time::Instant::now();
     loop {
         let left = deadline.saturating_sub(moved_at.elapsed());
         if left.is_zero() {
@@ -109,9 +109,9 @@ async fn until_stalled<T>(
         let now = progress.get();
         if now != seen {
             seen = now;
-            moved_at = Instant::now();
+            moved_at = tokio::time::Instant::now();
             if logged_at.elapsed() >= Duration::from_secs(10) {
-                logged_at = Instant::now();
+                logged_at = tokio::time::Instant::now();
                 tracing::info!(rows_indexed = now.0, rows = now.1, "building the ANN graph");
             }
         }
@@ -171,6 +171,49 @@ async fn run_low_priority<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A build that keeps adding rows outlives the deadline many times over and still finishes;
+    /// the clock is tokio's paused one, so this waits for events, not for wall time.
+    #[tokio::test(start_paused = true)]
+    async fn a_build_making_progress_is_not_cut_by_the_deadline() {
+        let progress = BuildProgress::default();
+        let work = async {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                progress.done.fetch_add(1, Ordering::Relaxed);
+            }
+            7
+        };
+        let started = tokio::time::Instant::now();
+        let out = until_stalled(work, Duration::from_millis(1500), &progress).await;
+        assert_eq!(out, Some(7));
+        assert!(
+            started.elapsed() >= Duration::from_secs(10),
+            "ran past the deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_load_is_cut_at_the_deadline_after_its_last_progress() {
+        let progress = BuildProgress::default();
+        let work = async {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                progress.done.fetch_add(1, Ordering::Relaxed);
+            }
+            std::future::pending::<()>().await
+        };
+        let started = tokio::time::Instant::now();
+        let out = until_stalled(work, Duration::from_secs(3), &progress).await;
+        assert_eq!(out, None);
+        // Last progress at 2.5 s (seen by the 1 s check at 3 s), then 3 s without any.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited <= Duration::from_secs(7),
+            "{waited:?}"
+        );
+    }
 
     #[test]
     fn fingerprint_changes_when_a_file_changes() {

@@ -92,6 +92,7 @@ pub struct LoadSpec {
 
 /// Reads, checks, loads and warms up the bundle in `dir`.
 pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError> {
+    let read_started = Instant::now();
     let Bundle {
         manifest,
         items,
@@ -125,7 +126,17 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
         )));
     }
     drop(model_bytes);
+    let warm_started = Instant::now();
     warm_up(&scoring, manifest.n_rows, spec.warm_batch)?;
+    // Where a load's time goes, for operators sizing rollouts of large catalogues.
+    tracing::info!(
+        model = %manifest.name,
+        version = manifest.version,
+        read_ms = (started - read_started).as_millis() as u64,
+        engine_ms = (warm_started - started).as_millis() as u64,
+        warm_ms = warm_started.elapsed().as_millis() as u64,
+        "model version loaded"
+    );
     spec.instances.inc();
     Ok(LoadedModel {
         name: manifest.name.clone(),
