@@ -1036,3 +1036,53 @@ fn load_error_text_is_only_shown_to_the_admin_api() {
     );
     assert!(server.logs().contains("model version refused"));
 }
+
+// Round 2, finding 4: users.tsv is capped by what it decodes to, not by its file size: 150,000
+// users with one history row each are ~1.5 MB on disk and ~23 MB once parsed (a table slot and
+// two allocations per user), refused under a 4 MiB cap while v1 keeps serving.
+#[test]
+fn a_users_file_is_capped_by_its_decoded_size() {
+    use distilrec::bundle::MANIFEST_FILE;
+    let (_root, repo) = temp_repo();
+    publish(&repo, "m", &mlp(1));
+    let cap: u64 = 4 << 20;
+    let server = Server::start_env(
+        &repo,
+        &["--poll-interval-ms", "50"],
+        &[("DISTILREC_MAX_USERS_BYTES", &cap.to_string())],
+    );
+    server.wait_ready();
+    let v2 = publish_with(
+        &repo,
+        "m",
+        |s| {
+            distilrec::onnx::write_synthetic_bundle(
+                s,
+                "m",
+                &mlp(2),
+                distilrec::bundle::Role::Student,
+            )
+            .unwrap()
+        },
+        |d| {
+            let mut users = String::from("user_id\thistory_rows\n");
+            for u in 0..150_000 {
+                users.push_str(&format!("u{u}\t1\n"));
+            }
+            assert!(
+                (users.len() as u64) < cap / 2,
+                "the file itself is under the cap"
+            );
+            std::fs::write(d.join(USERS_FILE), users).unwrap();
+            let path = d.join(MANIFEST_FILE);
+            let mut manifest: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            manifest.as_object_mut().unwrap().remove("users_sha256");
+            std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        },
+    );
+    assert_eq!(wait_failure(&server, "m", v2), "too_large");
+    assert_eq!(server.live_version("m"), Some(1));
+    let (status, body, _) = server.recommend(json!({"history": ["i150"]}));
+    assert_eq!(status, 200, "{body}");
+}

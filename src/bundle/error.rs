@@ -34,6 +34,9 @@ pub enum BundleError {
     Engine { path: PathBuf, message: String },
     #[error("{path}: {size} bytes is over the limit of {max} bytes")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
+    /// A table file under its cap on disk that would take more than the cap once parsed.
+    #[error("{path}: decodes to about {size} bytes in memory, over the limit of {max} bytes")]
+    DecodedTooLarge { path: PathBuf, size: u64, max: u64 },
 }
 
 impl BundleError {
@@ -61,7 +64,7 @@ impl BundleError {
             BundleError::Checksum { .. } => "checksum",
             BundleError::Inconsistent { .. } => "inconsistent",
             BundleError::NotRegularFile { .. } => "not_regular_file",
-            BundleError::TooLarge { .. } => "too_large",
+            BundleError::TooLarge { .. } | BundleError::DecodedTooLarge { .. } => "too_large",
             // The same label as an engine that fails to build: one kind for "the scoring
             // engine cannot serve this", whether found in the manifest or while building.
             BundleError::Engine { .. } => "engine",

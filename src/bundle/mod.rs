@@ -23,7 +23,9 @@ pub use manifest::{
 use crate::engine::{IndexBytes, ItemMatrix, DTYPE_F32, DTYPE_INT8};
 pub use error::BundleError;
 pub use read::{read_capped, read_capped_text};
-pub use vocab::{item_row, item_rows, row_item, ItemVocab, UserHistories, PAD_TOKEN};
+pub use vocab::{
+    decoded_size, item_row, item_rows, row_item, ItemVocab, TableFile, UserHistories, PAD_TOKEN,
+};
 
 pub const MODEL_FILE: &str = "model.onnx";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -34,7 +36,10 @@ pub const USERS_FILE: &str = "users.tsv";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BundleLimits {
     pub max_model_bytes: u64,
+    /// Largest `items.tsv` by what it decodes to in memory ([`decoded_size`]), not by its size
+    /// on disk: a short row costs over 10× more parsed.
     pub max_items_bytes: u64,
+    /// Largest `users.tsv` by what it decodes to in memory ([`decoded_size`]).
     pub max_users_bytes: u64,
     pub max_manifest_bytes: u64,
     /// Largest `items.f32` (format 2).
@@ -47,8 +52,8 @@ impl Default for BundleLimits {
     fn default() -> Self {
         BundleLimits {
             max_model_bytes: 1 << 30,
-            max_items_bytes: 256 << 20,
-            max_users_bytes: 256 << 20,
+            max_items_bytes: 1 << 30,
+            max_users_bytes: 1 << 30,
             max_manifest_bytes: 1 << 20,
             max_item_matrix_bytes: 8 << 30,
             max_history: usize::MAX,
@@ -168,9 +173,12 @@ impl Bundle {
         let (model_bytes, actual) = read_capped(&model_path, limits.max_model_bytes)?;
         check_sha(&model_path, Some(&manifest.model_sha256), &actual)?;
 
+        // Read under the same cap: a row never decodes to less than its text, so only blank
+        // lines could pass this cap and not the decoded one.
         let items_path = dir.join(ITEMS_FILE);
         let (text, actual) = read_capped_text(&items_path, limits.max_items_bytes)?;
         check_sha(&items_path, manifest.items_sha256.as_deref(), &actual)?;
+        check_decoded(&items_path, TableFile::Items, &text, limits.max_items_bytes)?;
         let items = ItemVocab::parse(&items_path, &text)?;
         drop(text);
         if items.n_rows() != manifest.n_rows {
@@ -187,6 +195,10 @@ impl Bundle {
         let users = if users_path.symlink_metadata().is_ok() {
             let (text, actual) = read_capped_text(&users_path, limits.max_users_bytes)?;
             check_sha(&users_path, manifest.users_sha256.as_deref(), &actual)?;
+            let file = TableFile::Users {
+                max_history: limits.max_history,
+            };
+            check_decoded(&users_path, file, &text, limits.max_users_bytes)?;
             Some(UserHistories::parse(
                 &users_path,
                 &text,
@@ -293,6 +305,21 @@ fn read_item_matrix(
             message: format!("{}: {e}", side.file),
         }
     })
+}
+
+/// Decoded, not file, size: many short rows cost far more parsed (a table slot, allocations)
+/// than on disk, so a small file could otherwise take gigabytes. Checked on the text already
+/// read, before anything is parsed.
+fn check_decoded(path: &Path, file: TableFile, text: &str, max: u64) -> Result<(), BundleError> {
+    let size = decoded_size(file, text);
+    if size > max {
+        return Err(BundleError::DecodedTooLarge {
+            path: path.to_path_buf(),
+            size,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// `expected: None` is a bundle written before that file had a checksum: accepted.
@@ -604,6 +631,46 @@ mod tests {
         let text = std::fs::read_to_string(&items).unwrap();
         std::fs::write(&items, text.replace("Two", "Six")).unwrap();
         assert_eq!(Bundle::load(&d).unwrap_err().kind(), "checksum");
+    }
+
+    /// Many short rows cost far more parsed than on disk: both files are refused by their
+    /// decoded size although each file is well under its cap.
+    #[test]
+    fn items_and_users_are_capped_by_their_decoded_size() {
+        let repo = tempfile::tempdir().unwrap();
+        let n = 20_000;
+        let items = ItemVocab::new((0..n).map(|i| (format!("{i}"), None)).collect());
+        let users = UserHistories::new(
+            (0..n)
+                .map(|u| (format!("{u}"), vec![1]))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        let m = Manifest::new("m", Role::Student, 0, arch());
+        let d = write_bundle(repo.path(), m, b"onnx", &items, Some(&users)).unwrap();
+        let size = |f: &str| std::fs::metadata(d.join(f)).unwrap().len();
+        let (items_size, users_size) = (size(ITEMS_FILE), size(USERS_FILE));
+        let limits = BundleLimits {
+            max_items_bytes: 4 * items_size,
+            max_users_bytes: 4 * users_size,
+            ..BundleLimits::default()
+        };
+        let err = Bundle::load_with(&d, &limits).unwrap_err();
+        assert_eq!(err.kind(), "too_large", "{err}");
+        assert!(err.to_string().contains(ITEMS_FILE), "{err}");
+        let limits = BundleLimits {
+            max_items_bytes: u64::MAX,
+            ..limits
+        };
+        let err = Bundle::load_with(&d, &limits).unwrap_err();
+        assert_eq!(err.kind(), "too_large", "{err}");
+        assert!(err.to_string().contains(USERS_FILE), "{err}");
+        // Raised caps load the same files.
+        let limits = BundleLimits {
+            max_users_bytes: u64::MAX,
+            ..limits
+        };
+        let b = Bundle::load_with(&d, &limits).unwrap();
+        assert_eq!(b.users.map(|u| u.len()), Some(n));
     }
 
     #[test]

@@ -32,6 +32,72 @@ pub fn item_rows(items: &[u32]) -> Vec<u32> {
     items.iter().map(|&i| item_row(i)).collect()
 }
 
+/// A table file of a bundle, for [`decoded_size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFile {
+    /// `items.tsv`, parsed into an [`ItemVocab`].
+    Items,
+    /// `users.tsv`, parsed into [`UserHistories`] keeping `max_history` rows per user.
+    Users { max_history: usize },
+}
+
+/// What a heap allocation of `len` bytes may take: mimalloc's size classes are at most 25 %
+/// apart, and glibc's smallest chunk is 32 bytes (a 1-byte id costs 32).
+const fn alloc_size(len: u64) -> u64 {
+    len + len.div_ceil(4) + 32
+}
+
+/// Bytes per entry of a hashbrown table of `entry`-byte entries: a table fills at most 7/8 of
+/// its buckets, a power of two, so it may hold 16/7 buckets per entry, each an entry and a
+/// control byte.
+const fn table_slot(entry: u64) -> u64 {
+    (entry + 1) * 16 / 7
+}
+
+/// What a file's tables cost whatever their rows: a small table's minimum of 4 or 8 buckets
+/// and 16 more control bytes, and the headers of the vectors and tables.
+const FILE_BASE: u64 = 1024;
+
+/// Upper estimate of the memory the text of `items.tsv` or `users.tsv` decodes to (64-bit),
+/// counted on the text without allocating: the bundle caps bound this rather than the file
+/// size, since a short row costs over 10× more parsed than on disk. It bounds the peak of parsing
+/// too (the temporaries of [`ItemVocab::parse`] are smaller than the index built after them),
+/// under glibc and mimalloc alike (`tests/bundle_memory.rs` measures it). Each non-empty line
+/// but the header is a row; `FILE_BASE` is added once.
+///
+/// - `items.tsv`, per row: 123 bytes + 2 allocations of the id + one of the title (if any),
+///   each `alloc_size`. The 123 are the row's `String` in `ids` (24), its `Option<String>`
+///   in `titles` (24) and its slot in the id → row table (`table_slot` of a 32-byte
+///   `(String, u32)`: 75); the id is held twice, as row and as key.
+/// - `users.tsv`, per row: 112 bytes (the user's slot: `table_slot` of a 48-byte
+///   `(String, Vec<u32>)`) + an allocation of the user id + one of 4 bytes per history row
+///   kept. History rows are the commas + 1 (empty ones are skipped when parsed, so this may
+///   count more), at most `max_history`; a repeated user id is counted once per line.
+pub fn decoded_size(file: TableFile, text: &str) -> u64 {
+    let per_row = |line: &str| -> u64 {
+        match file {
+            TableFile::Items => {
+                let mut cols = line.splitn(3, '\t').skip(1);
+                let id = cols.next().unwrap_or("").len() as u64;
+                let title = cols.next().unwrap_or("").len() as u64;
+                let title = if title == 0 { 0 } else { alloc_size(title) };
+                2 * 24 + table_slot(32) + 2 * alloc_size(id) + title
+            }
+            TableFile::Users { max_history } => {
+                let (user, history) = line.split_once('\t').unwrap_or((line, ""));
+                let rows = history.bytes().filter(|&b| b == b',').count() + 1;
+                let kept = rows.min(max_history) as u64;
+                table_slot(48) + alloc_size(user.len() as u64) + alloc_size(4 * kept)
+            }
+        }
+    };
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(per_row)
+        .fold(FILE_BASE, u64::saturating_add)
+}
+
 /// Vocabulary: row index ↔ external item id (+ optional title). Row 0 is padding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemVocab {
@@ -199,7 +265,10 @@ impl UserHistories {
                 ))
             }
         }
-        let mut map = IdMap::default();
+        // Sized once from the line count: growing would hold the old and the new table at
+        // once, more than `decoded_size` counts.
+        let users = text.lines().skip(1).filter(|l| !l.is_empty()).count();
+        let mut map = IdMap::with_capacity_and_hasher(users, Default::default());
         for (i, line) in lines {
             let lineno = i + 1;
             if line.is_empty() {
@@ -222,6 +291,9 @@ impl UserHistories {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut rows = rows;
             rows.drain(..rows.len().saturating_sub(max_history));
+            // The capacity of the rows read (up to twice their number, from growing) would
+            // outlive the rows cut and is not what `decoded_size` counts.
+            rows.shrink_to_fit();
             map.insert(user.to_string(), rows);
         }
         Ok(UserHistories { map })

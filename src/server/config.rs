@@ -189,12 +189,19 @@ pub struct Config {
     #[arg(long, env = "DISTILREC_MAX_MODEL_BYTES", default_value_t = 1 << 30, value_parser = crate::os::parse_bytes)]
     pub max_model_bytes: u64,
 
-    /// Largest `items.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 256 << 20, value_parser = crate::os::parse_bytes)]
+    /// Largest `items.tsv` a bundle may have, in bytes **as decoded in memory**: an upper
+    /// estimate counted on the text before it is parsed (per item ~120 bytes of vector entries
+    /// and table slot, plus the id twice and the title, each with allocator slack), so a file
+    /// of many short rows is refused though small on disk. The file itself is read under the
+    /// same cap. 1 GiB admits a million items with titles.
+    #[arg(long, env = "DISTILREC_MAX_ITEMS_BYTES", default_value_t = 1 << 30, value_parser = crate::os::parse_bytes)]
     pub max_items_bytes: u64,
 
-    /// Largest `users.tsv` a bundle may have, in bytes.
-    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 256 << 20, value_parser = crate::os::parse_bytes)]
+    /// Largest `users.tsv` a bundle may have, in bytes **as decoded in memory** (per user ~110
+    /// bytes of table slot, plus the id and 4 bytes per history row kept under
+    /// `--max-history`, each with allocator slack), estimated before it is parsed; the file
+    /// itself is read under the same cap.
+    #[arg(long, env = "DISTILREC_MAX_USERS_BYTES", default_value_t = 1 << 30, value_parser = crate::os::parse_bytes)]
     pub max_users_bytes: u64,
 
     /// Largest item matrix of a two-tower bundle, in bytes **as decoded in memory**
