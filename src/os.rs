@@ -28,6 +28,16 @@ pub fn lower_this_threads_priority() {
 #[cfg(not(target_os = "linux"))]
 pub fn lower_this_threads_priority() {}
 
+/// Returns the free pages of this thread's allocator heap to the OS. mimalloc (the server's
+/// allocator) keeps pages freed on a thread for that thread's next allocations and purges them
+/// only as that thread goes on allocating; a model-load thread frees hundreds of MB of
+/// transient buffers (file bytes, decoded copies) and then exits, so without this they stay
+/// resident. A no-op for memory of any other allocator.
+pub fn return_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers; it only walks mimalloc's own heap of this thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// A byte count with an optional binary suffix: `1048576`, `512K`, `64M`, `8G`, `1T`, `8GiB`,
 /// `1.5k`. No space before the suffix and no bare `B` (`64 MB` is refused), no negatives, no
 /// overflow.

@@ -157,7 +157,9 @@ async fn run_low_priority<T: Send + 'static>(
         .spawn(move || {
             crate::os::lower_this_threads_priority();
             // A panic drops `tx`, which the receiver reports as `None`.
-            let _ = tx.send(work());
+            let done = work();
+            crate::os::return_freed_memory();
+            let _ = tx.send(done);
         });
     match spawned {
         Ok(_) => rx.await.ok(),
