@@ -22,6 +22,8 @@
 # BENCHMARKS.md: point it elsewhere for QUICK runs), QUICK=1 (short runs, for checking the
 # script), SECTIONS (space-separated subset of
 # "trained large engines naive floor python swap wrk protobuf workers ratios", default all: re-measures only those targets
+# (ENGINES: the engines of the `engines` section, default "exact int8 ann"; ENGINE_SIZES: its
+# catalogue sizes, default "100000 1000000")
 # in the same OUT and rewrites $REPORT from every result there).
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
@@ -319,7 +321,7 @@ if want engines; then
         make_synthetic_tt "$n"
         label=$(size_label "$n")
         model=student$label-tt
-        for engine in exact int8 ann; do
+        for engine in ${ENGINES:-exact int8 ann}; do
             name=student$label-$engine
             case $name in
                 student100k-exact) start=500 ;; student100k-int8) start=1000 ;; student100k-ann) start=4000 ;;
