@@ -22,9 +22,9 @@
 # BENCHMARKS.md: point it elsewhere for QUICK runs), QUICK=1 (short runs, for checking the
 # script), SECTIONS (space-separated subset of
 # "trained large engines naive floor python swap wrk protobuf workers ratios", default all: re-measures only those targets
-# (ENGINES: the engines of the `engines` section, default "exact int8 ann"; ENGINE_SIZES: its
-# catalogue sizes, default "100000 1000000")
-# in the same OUT and rewrites $REPORT from every result there).
+# in the same OUT and rewrites $REPORT from every result there), ENGINES (the engines of the
+# `engines` section, default "exact int8 ann") and ENGINE_SIZES (its catalogue sizes, default
+# "100000 1000000").
 #
 # The whole run holds /tmp/distilrec-cpu.lock so builds started meanwhile wait instead of
 # stealing the cores it measures.
