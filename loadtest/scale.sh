@@ -13,7 +13,8 @@
 #    --load-timeout-ms while it makes progress), sampling the build progress the API reports.
 # Results: $OUT/scale.md (and the raw files next to it).
 #
-# Knobs: ITEMS (default 1000000), RATE (2000), DURATION (30), OUT (bench-out/scale), MODELS
+# Knobs: ITEMS (default 1000000), RATE (2000), DURATION (30), PLAIN=0 (skip step 3),
+# OUT (bench-out/scale), MODELS
 # (repository holding the trained student whose architecture is copied, default models/).
 set -euo pipefail
 
@@ -124,11 +125,15 @@ graph_indexed=$(field "$(detail)" "d['live'].get('ann_graph')")
 run_load indexed
 stop_server
 
-log "without an index (built at load)"
-start plain
-live_plain=$(publish_and_wait "$plain" plain)
-read -r rss_plain hwm_plain < <(rss)
-stop_server
+live_plain=0 rss_plain=0 hwm_plain=0
+: >"$OUT/progress-plain.txt"
+if [[ ${PLAIN:-1} != 0 ]]; then
+    log "without an index (built at load)"
+    start plain
+    live_plain=$(publish_and_wait "$plain" plain)
+    read -r rss_plain hwm_plain < <(rss)
+    stop_server
+fi
 
 python3 - "$OUT" "$ITEMS" "$RATE" "$DURATION" "$index_s" "$index_bytes" "$vector_bytes" \
     "$live_indexed" "$graph_indexed" "$rss_indexed" "$hwm_indexed" "$live_plain" "$rss_plain" "$hwm_plain" \
@@ -151,8 +156,15 @@ print(f"- `distilrec index`: {float(index_s):.1f} s; index.usearch {raw:.0f} MB 
 print(f"- with the saved index (graph `{graph_i}`): live {float(live_i):.2f} s after the version's directory was moved in; "
       f"RSS {rss_i} MB (peak {hwm_i} MB) = {int(rss_i) / raw:.2f}× the index file "
       f"(peak {int(hwm_i) / raw:.2f}×)")
+import re
+phases = re.search(r"read_ms=(\d+) engine_ms=(\d+) warm_ms=(\d+)", open(f"{out}/server-indexed.log").read())
+if phases:
+    print(f"  (server log: read {phases[1]} ms, engine {phases[2]} ms, warm-up {phases[3]} ms)")
 print(f"- open loop {rate} req/s for {duration} s on it ({achieved:.0f} req/s achieved): p50 {p50:.2f} ms, "
       f"p99 {p99:.2f} ms, errors {errors}")
+if float(live_p) == 0:
+    print("- without an index: not run (PLAIN=0)")
+    sys.exit()
 print(f"- without an index: live {float(live_p):.1f} s after it was moved in (graph built at load, "
       f"default --load-timeout-ms 60 s); RSS {rss_p} MB (peak {hwm_p} MB); "
       f"{len(prog)} progress samples from GET /v1/models/{{name}}, last: {prog[-1][1].strip() if prog else 'none'}")

@@ -169,64 +169,78 @@ impl Bundle {
             }
         }
 
-        let model_path = dir.join(MODEL_FILE);
-        let (model_bytes, actual) = read_capped(&model_path, limits.max_model_bytes)?;
-        check_sha(&model_path, Some(&manifest.model_sha256), &actual)?;
-
-        // Read under the same cap: a row never decodes to less than its text, so only blank
-        // lines could pass this cap and not the decoded one.
-        let items_path = dir.join(ITEMS_FILE);
-        let (text, actual) = read_capped_text(&items_path, limits.max_items_bytes)?;
-        check_sha(&items_path, manifest.items_sha256.as_deref(), &actual)?;
-        check_decoded(&items_path, TableFile::Items, &text, limits.max_items_bytes)?;
-        let items = ItemVocab::parse(&items_path, &text)?;
-        drop(text);
-        if items.n_rows() != manifest.n_rows {
-            return Err(BundleError::Inconsistent {
-                dir: dir.to_path_buf(),
-                message: format!(
-                    "{ITEMS_FILE} has {} rows but the manifest says n_rows = {}",
-                    items.n_rows(),
-                    manifest.n_rows
-                ),
-            });
-        }
-        let users_path = dir.join(USERS_FILE);
-        let users = if users_path.symlink_metadata().is_ok() {
-            let (text, actual) = read_capped_text(&users_path, limits.max_users_bytes)?;
-            check_sha(&users_path, manifest.users_sha256.as_deref(), &actual)?;
-            let file = TableFile::Users {
-                max_history: limits.max_history,
-            };
-            check_decoded(&users_path, file, &text, limits.max_users_bytes)?;
-            Some(UserHistories::parse(
-                &users_path,
-                &text,
-                manifest.n_rows,
-                limits.max_history,
-            )?)
-        } else {
-            None
-        };
-        let item_matrix = match &manifest.item_side {
-            Some(side) => Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
-            None => None,
-        };
-        let ann_index = match (&manifest.ann_index, &manifest.item_side) {
+        let index_spec = match (&manifest.ann_index, &manifest.item_side) {
             (None, _) => None,
-            (Some(spec), Some(side)) => Some(index::read(dir, spec, manifest.n_rows, side.dim)?),
+            (Some(spec), Some(side)) => Some((spec.clone(), side.dim)),
             (Some(_), None) => {
                 return Err(bad("`ann_index` is only valid with format_version 2".into()))
             }
         };
-        Ok(Bundle {
-            dir: dir.to_path_buf(),
-            manifest,
-            items,
-            users,
-            model_bytes,
-            item_matrix,
-            ann_index,
+        let n_rows = manifest.n_rows;
+        // A saved graph is the largest file of a large catalogue's version and its load is
+        // mostly reading and hashing: the graph is read on a second thread while the other
+        // files are read here.
+        std::thread::scope(|scope| {
+            let index_read = scope.spawn(move || {
+                index_spec
+                    .map(|(spec, dim)| index::read(dir, &spec, n_rows, dim))
+                    .transpose()
+            });
+            let model_path = dir.join(MODEL_FILE);
+            let (model_bytes, actual) = read_capped(&model_path, limits.max_model_bytes)?;
+            check_sha(&model_path, Some(&manifest.model_sha256), &actual)?;
+
+            // Read under the same cap: a row never decodes to less than its text, so only blank
+            // lines could pass this cap and not the decoded one.
+            let items_path = dir.join(ITEMS_FILE);
+            let (text, actual) = read_capped_text(&items_path, limits.max_items_bytes)?;
+            check_sha(&items_path, manifest.items_sha256.as_deref(), &actual)?;
+            check_decoded(&items_path, TableFile::Items, &text, limits.max_items_bytes)?;
+            let items = ItemVocab::parse(&items_path, &text)?;
+            drop(text);
+            if items.n_rows() != manifest.n_rows {
+                return Err(BundleError::Inconsistent {
+                    dir: dir.to_path_buf(),
+                    message: format!(
+                        "{ITEMS_FILE} has {} rows but the manifest says n_rows = {}",
+                        items.n_rows(),
+                        manifest.n_rows
+                    ),
+                });
+            }
+            let users_path = dir.join(USERS_FILE);
+            let users = if users_path.symlink_metadata().is_ok() {
+                let (text, actual) = read_capped_text(&users_path, limits.max_users_bytes)?;
+                check_sha(&users_path, manifest.users_sha256.as_deref(), &actual)?;
+                let file = TableFile::Users {
+                    max_history: limits.max_history,
+                };
+                check_decoded(&users_path, file, &text, limits.max_users_bytes)?;
+                Some(UserHistories::parse(
+                    &users_path,
+                    &text,
+                    manifest.n_rows,
+                    limits.max_history,
+                )?)
+            } else {
+                None
+            };
+            let item_matrix = match &manifest.item_side {
+                Some(side) => Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
+                None => None,
+            };
+            let ann_index = index_read
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            Ok(Bundle {
+                dir: dir.to_path_buf(),
+                manifest,
+                items,
+                users,
+                model_bytes,
+                item_matrix,
+                ann_index,
+            })
         })
     }
 }
