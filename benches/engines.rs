@@ -20,7 +20,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use distilrec::engine::synthetic::{clustered_items, clustered_queries};
 use distilrec::engine::{
     self, exclusion_list, quantise_rows, EngineKind, EngineParams, ItemMatrix, Query,
@@ -121,6 +124,27 @@ fn label(n: usize) -> String {
     }
 }
 
+/// Times `search` at batch 1 and 32 over the first queries and their exclusions.
+fn bench_batches(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    queries: &[f32],
+    excluded: &[Vec<u32>],
+    search: impl Fn(&[f32], &[Query<'_>]) -> Vec<Vec<(u32, f32)>>,
+) {
+    for batch in [1usize, 32] {
+        let reqs: Vec<Query<'_>> = excluded[..batch]
+            .iter()
+            .map(|ex| Query { k: K, exclude: ex })
+            .collect();
+        let q = &queries[..batch * DIM];
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::new(name, batch), &reqs, |b, reqs| {
+            b.iter(|| search(q, reqs))
+        });
+    }
+}
+
 fn bench_engines(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(20);
@@ -148,19 +172,10 @@ fn bench_engines(c: &mut Criterion) {
                 items.bytes() >> 20,
                 e.bytes() >> 20
             );
-            for batch in [1usize, 32] {
-                let reqs: Vec<Query<'_>> = excluded[..batch]
-                    .iter()
-                    .map(|ex| Query { k: K, exclude: ex })
-                    .collect();
-                let q = &queries[..batch * DIM];
-                group.throughput(Throughput::Elements(batch as u64));
-                group.bench_with_input(
-                    BenchmarkId::new(format!("{kind}/{}", label(n_items)), batch),
-                    &reqs,
-                    |b, reqs| b.iter(|| e.search(q, reqs)),
-                );
-            }
+            let name = format!("{kind}/{}", label(n_items));
+            bench_batches(&mut group, &name, &queries, &excluded, |q, r| {
+                e.search(q, r)
+            });
         }
         if selected("int8-simsimd") {
             let started = Instant::now();
@@ -171,19 +186,10 @@ fn bench_engines(c: &mut Criterion) {
                 started.elapsed().as_secs_f64(),
                 e.bytes() >> 20
             );
-            for batch in [1usize, 32] {
-                let reqs: Vec<Query<'_>> = excluded[..batch]
-                    .iter()
-                    .map(|ex| Query { k: K, exclude: ex })
-                    .collect();
-                let q = &queries[..batch * DIM];
-                group.throughput(Throughput::Elements(batch as u64));
-                group.bench_with_input(
-                    BenchmarkId::new(format!("int8-simsimd/{}", label(n_items)), batch),
-                    &reqs,
-                    |b, reqs| b.iter(|| e.search(q, reqs)),
-                );
-            }
+            let name = format!("int8-simsimd/{}", label(n_items));
+            bench_batches(&mut group, &name, &queries, &excluded, |q, r| {
+                e.search(q, r)
+            });
         }
     }
     group.finish();

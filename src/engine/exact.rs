@@ -310,12 +310,7 @@ mod tests {
 
     #[test]
     fn never_returns_padding_or_excluded_rows_even_if_best() {
-        let mut v = vec![0.0f32; 4 * 2];
-        v[0] = 100.0; // row 0 would win
-        v[2] = 50.0; // row 1 would be second
-        v[4] = 1.0;
-        v[6] = 2.0;
-        let items = Arc::new(ItemMatrix::new(4, 2, v, None).unwrap());
+        let items = padding_and_excluded_score_best();
         let e = Exact::new(&items);
         let got = e.search(
             &[1.0, 0.0],

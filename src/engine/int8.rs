@@ -683,12 +683,7 @@ mod tests {
 
     #[test]
     fn never_returns_row_zero_or_excluded_rows_even_if_best() {
-        let mut v = vec![0.0f32; 4 * 2];
-        v[0] = 100.0; // row 0 would win
-        v[2] = 50.0; // row 1 would be second
-        v[4] = 1.0;
-        v[6] = 2.0;
-        let items = Arc::new(ItemMatrix::new(4, 2, v, None).unwrap());
+        let items = padding_and_excluded_score_best();
         let e = Int8::new(Arc::clone(&items), Int8Params::default()).unwrap();
         let q = Query {
             k: 5,

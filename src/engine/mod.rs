@@ -92,6 +92,17 @@ pub(crate) mod testing {
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
 
+    /// Four rows, d 2, where for the query `[1, 0]` row 0 (padding) scores best and row 1
+    /// second: with row 1 excluded the only right answer is `[(3, 2.0), (2, 1.0)]`.
+    pub fn padding_and_excluded_score_best() -> std::sync::Arc<ItemMatrix> {
+        let mut v = vec![0.0f32; 4 * 2];
+        v[0] = 100.0; // row 0 would win
+        v[2] = 50.0; // row 1 would be second
+        v[4] = 1.0;
+        v[6] = 2.0;
+        std::sync::Arc::new(ItemMatrix::new(4, 2, v, None).unwrap())
+    }
+
     pub fn random_matrix(n_rows: usize, dim: usize, bias: bool, seed: u64) -> ItemMatrix {
         let mut rng = SmallRng::seed_from_u64(seed);
         let v: Vec<f32> = (0..n_rows * dim)
