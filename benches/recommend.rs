@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use distilrec::bundle::{list_versions, Bundle, Role};
+use distilrec::engine::ItemSource;
 use distilrec::onnx::{write_synthetic_bundle, EaseWeights, MeanMlpWeights, ModelWeights};
 use distilrec::serving::{build_scoring, rank, RankRequest, Scoring};
 
@@ -63,7 +64,10 @@ fn bench(c: &mut Criterion) {
         let scorer = build_scoring(
             &bundle.manifest,
             &bundle.model_bytes,
-            bundle.item_matrix.clone(),
+            bundle
+                .item_matrix
+                .clone()
+                .map(|m| ItemSource::Matrix(std::sync::Arc::new(m))),
             None,
             None,
             &Default::default(),

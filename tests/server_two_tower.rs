@@ -424,4 +424,53 @@ fn a_saved_ann_graph_is_served_and_a_damaged_one_is_refused() {
     assert_eq!(ann_graph(&server), "saved");
     let reference = ModelWeights::MeanMlp(w5);
     assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
+
+    // Version 6: the saved graph is intact but `items.f32` was changed in the first indexed
+    // row and re-hashed into the manifest, so only the comparison of the graph's rows with the
+    // item file (read at its offsets, the file is not decoded whole) can tell.
+    let v6 = publish_with(
+        &repo,
+        "tt",
+        |scratch| {
+            let v = publish_tt(scratch, "tt", &student(11), Some(EngineKind::Ann));
+            scratch.join("tt").join(v.to_string())
+        },
+        |dir| {
+            let path = dir.join("manifest.json");
+            let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let dim = m["item_side"]["dim"].as_u64().unwrap() as usize;
+            let p = dir.join(ITEM_MATRIX_FILE);
+            let mut bytes = std::fs::read(&p).unwrap();
+            // Row 1, first value (row 0 is padding, not indexed).
+            let at = 4 * dim;
+            let v = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) + 0.5;
+            bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            std::fs::write(&p, &bytes).unwrap();
+            m["item_side"]["sha256"] = json!(sha256_hex(&bytes));
+            std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        },
+    );
+    wait_for("version 6 refused", || {
+        let f = server.get_json("/v1/models/tt")["load_failures"].clone();
+        f.as_array()
+            .is_some_and(|a| a.iter().any(|f| f["version"].as_u64() == Some(v6)))
+    });
+    let failures = server.get_json("/v1/models/tt")["load_failures"].clone();
+    let f6 = failures
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["version"].as_u64() == Some(v6))
+        .unwrap();
+    assert_eq!(f6["kind"], "engine", "{failures}");
+    assert_eq!(server.live_version("tt"), Some(v5));
+    assert_near_reference(&ask(&server, "tt", 10)["items"], &reference, 10, 0.9);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -20,7 +20,10 @@ pub use manifest::{
     OUTPUT_NAME, USER_VECTOR_NAME,
 };
 
-use crate::engine::{IndexBytes, ItemMatrix, DTYPE_F32, DTYPE_INT8};
+use crate::engine::{
+    serves_from_saved_graph, spot_check_rows, EngineKind, IndexBytes, ItemMatrix, RowSample,
+    RowSampleError, DTYPE_F32, DTYPE_INT8,
+};
 pub use error::BundleError;
 pub use read::{read_capped, read_capped_text};
 pub use vocab::{
@@ -70,11 +73,28 @@ pub struct Bundle {
     pub items: ItemVocab,
     pub users: Option<UserHistories>,
     pub model_bytes: Vec<u8>,
-    /// Format 2: the item side (`items.f32`), checked against the manifest's `item_side`.
+    /// Format 2: the item side (`items.f32`), checked against the manifest's `item_side`;
+    /// `None` when only [`Bundle::item_sample`] was read.
     pub item_matrix: Option<ItemMatrix>,
+    /// Format 2 read for a saved graph that will serve ([`ItemRead::ForEngine`]): the rows of
+    /// the item file the graph is checked against, instead of the whole matrix.
+    pub item_sample: Option<RowSample>,
     /// Format 2: the HNSW graph saved at publish time (`index.usearch`), checked against the
     /// manifest's `ann_index`.
     pub ann_index: Option<IndexBytes>,
+}
+
+/// How much of a format-2 item file a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemRead {
+    /// The whole matrix, size and sha256 checked.
+    Whole,
+    /// What the engine given (else the manifest's `serving.engine`) needs: when it serves from
+    /// the bundle's saved graph (`ann_index`), only the rows the graph is checked against
+    /// ([`spot_check_rows`]), read at their offsets, with the file's size checked but not its
+    /// sha256 — the graph, whose sha256 is checked, holds every vector and is what serves.
+    /// Otherwise the whole matrix.
+    ForEngine(Option<EngineKind>),
 }
 
 impl Bundle {
@@ -93,6 +113,15 @@ impl Bundle {
     /// items, users, and the cross-checks between them), each step a read under its cap and a
     /// check with its own error; one function keeps the order of checks visible in one place.
     pub fn load_with(dir: &Path, limits: &BundleLimits) -> Result<Bundle, BundleError> {
+        Bundle::load_reading(dir, limits, ItemRead::Whole)
+    }
+
+    /// [`Bundle::load_with`], reading as much of the item file as `item_read` says.
+    pub fn load_reading(
+        dir: &Path,
+        limits: &BundleLimits,
+        item_read: ItemRead,
+    ) -> Result<Bundle, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         let (text, _) = read_capped_text(&manifest_path, limits.max_manifest_bytes)?;
         let manifest: Manifest =
@@ -225,9 +254,28 @@ impl Bundle {
             } else {
                 None
             };
-            let item_matrix = match &manifest.item_side {
-                Some(side) => Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
-                None => None,
+            let sample_only = match item_read {
+                ItemRead::Whole => false,
+                ItemRead::ForEngine(engine) => {
+                    let params = manifest.serving.clone().unwrap_or_default();
+                    manifest.ann_index.is_some()
+                        && serves_from_saved_graph(
+                            engine.unwrap_or(params.engine),
+                            &params,
+                            manifest.n_rows,
+                        )
+                }
+            };
+            let (item_matrix, item_sample) = match &manifest.item_side {
+                Some(side) if sample_only => (
+                    None,
+                    Some(read_item_sample(dir, side, manifest.n_rows, limits)?),
+                ),
+                Some(side) => (
+                    Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
+                    None,
+                ),
+                None => (None, None),
             };
             let ann_index = index_read
                 .join()
@@ -239,21 +287,73 @@ impl Bundle {
                 users,
                 model_bytes,
                 item_matrix,
+                item_sample,
                 ann_index,
             })
         })
     }
 }
 
-/// Reads and checks the item file (`items.f32`, or `items.i8` dequantised): a plain file name, a regular file of exactly the size the
-/// manifest's shape implies (checked before reading, so a wrong or huge file is never loaded),
-/// the declared sha256, finite values.
+/// Reads and checks the item file (`items.f32`, or `items.i8` dequantised): a plain file
+/// name, a regular file of exactly the size the manifest's shape implies (checked before
+/// reading, so a wrong or huge file is never loaded), the declared sha256, finite values.
 fn read_item_matrix(
     dir: &Path,
     side: &ItemSide,
     n_rows: usize,
     limits: &BundleLimits,
 ) -> Result<ItemMatrix, BundleError> {
+    let (path, want) = check_item_file(dir, side, n_rows, limits)?;
+    // Streams with the exact expected size as the cap: a file that grows meanwhile is refused.
+    let (bytes, actual) = read_capped(&path, want)?;
+    if !actual.eq_ignore_ascii_case(&side.sha256) {
+        return Err(BundleError::Checksum {
+            path,
+            expected: side.sha256.clone(),
+            actual,
+        });
+    }
+    ItemMatrix::from_file_bytes(&side.dtype, &bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
+        BundleError::Inconsistent {
+            dir: dir.to_path_buf(),
+            message: format!("{}: {e}", side.file),
+        }
+    })
+}
+
+/// The rows of the item file a saved graph is checked against ([`ItemRead::ForEngine`]),
+/// after the same name, shape and size checks as [`read_item_matrix`].
+fn read_item_sample(
+    dir: &Path,
+    side: &ItemSide,
+    n_rows: usize,
+    limits: &BundleLimits,
+) -> Result<RowSample, BundleError> {
+    use std::os::unix::fs::FileExt;
+    let (path, _) = check_item_file(dir, side, n_rows, limits)?;
+    let file = std::fs::File::open(&path).map_err(|e| BundleError::io(&path, e))?;
+    let rows = spot_check_rows(n_rows);
+    RowSample::read(&side.dtype, n_rows, side.dim, side.has_bias, &rows, |at, buf| {
+        file.read_exact_at(buf, at)
+    })
+    .map_err(|e| match e {
+        RowSampleError::Io(e) => BundleError::io(&path, e),
+        RowSampleError::Matrix(e) => BundleError::Inconsistent {
+            dir: dir.to_path_buf(),
+            message: format!("{}: {e}", side.file),
+        },
+    })
+}
+
+/// The item file's checks before any of it is read: a plain file name, a supported dtype and
+/// width, a regular file of exactly the size the manifest's shape implies, within the cap.
+/// Returns its path and size.
+fn check_item_file(
+    dir: &Path,
+    side: &ItemSide,
+    n_rows: usize,
+    limits: &BundleLimits,
+) -> Result<(PathBuf, u64), BundleError> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let bad = |message: String| BundleError::Manifest {
         path: manifest_path.clone(),
@@ -304,21 +404,7 @@ fn read_item_matrix(
             ),
         });
     }
-    // Streams with the exact expected size as the cap: a file that grows meanwhile is refused.
-    let (bytes, actual) = read_capped(&path, want)?;
-    if !actual.eq_ignore_ascii_case(&side.sha256) {
-        return Err(BundleError::Checksum {
-            path,
-            expected: side.sha256.clone(),
-            actual,
-        });
-    }
-    ItemMatrix::from_file_bytes(&side.dtype, &bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
-        BundleError::Inconsistent {
-            dir: dir.to_path_buf(),
-            message: format!("{}: {e}", side.file),
-        }
-    })
+    Ok((path, want))
 }
 
 /// Decoded, not file, size: many short rows cost far more parsed (a table slot, allocations)

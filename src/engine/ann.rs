@@ -41,7 +41,7 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::contract::{Engine, EngineError, EngineKind, Query};
 use super::exact::Exact;
-use super::matrix::{dot, ItemMatrix};
+use super::matrix::{dot, ItemMatrix, RowSample};
 use crate::topk::TopK;
 
 /// Concurrent searchers the index reserves state for (usearch refuses, rather than queues, a
@@ -216,6 +216,17 @@ fn saved_error(message: String) -> EngineError {
 /// the index was built from these items (its sha256 already proves it is the published file).
 const SPOT_CHECKS: usize = 64;
 
+/// The rows of an `n_rows` catalogue a saved graph is checked on ([`Ann::from_bytes`]): about
+/// [`SPOT_CHECKS`] spread evenly over the indexed rows, and the last one.
+pub fn spot_check_rows(n_rows: usize) -> Vec<usize> {
+    let step = (n_rows.saturating_sub(1) / SPOT_CHECKS).max(1);
+    let mut rows: Vec<usize> = (1..n_rows).step_by(step).collect();
+    if n_rows > 1 && rows.last() != Some(&(n_rows - 1)) {
+        rows.push(n_rows - 1);
+    }
+    rows
+}
+
 impl Ann {
     pub fn build(items: &ItemMatrix, params: AnnParams) -> Result<Self, EngineError> {
         Ann::build_watched(items, params, &BuildProgress::default())
@@ -287,17 +298,18 @@ impl Ann {
     }
 
     /// Serves a graph saved by [`Ann::to_bytes`] without rebuilding it. The bytes must describe
-    /// an inner-product, f32, single-key index of `items`' augmented rows `1..n_rows`; a sample
-    /// of rows is compared with `items` bit for bit. `params` supplies the search settings (the
-    /// graph keeps the `m` and `ef_construction` it was built with).
+    /// an inner-product, f32, single-key index of the item side's augmented rows `1..n_rows`;
+    /// the rows of [`spot_check_rows`] in `sample` are compared with the graph's bit for bit
+    /// (the whole matrix is not needed: the graph holds every vector). `params` supplies the
+    /// search settings (the graph keeps the `m` and `ef_construction` it was built with).
     pub fn from_bytes(
         bytes: IndexBytes,
-        items: &ItemMatrix,
+        sample: &RowSample,
         params: AnnParams,
     ) -> Result<Self, EngineError> {
-        params.check(items.n_rows())?;
+        params.check(sample.n_rows())?;
         let start = Instant::now();
-        let (n_rows, dim) = (items.n_rows(), items.dim());
+        let (n_rows, dim) = (sample.n_rows(), sample.dim());
         let meta = Index::metadata_from_buffer(bytes.as_bytes())
             .map_err(|e| saved_error(format!("unreadable header: {e}")))?;
         if meta.dimensions as usize != dim + 1
@@ -336,16 +348,22 @@ impl Ann {
             )));
         }
         let mut got = vec![0f32; dim + 1];
-        let step = ((n_rows - 1) / SPOT_CHECKS).max(1);
-        let sample = (1..n_rows).step_by(step).chain([n_rows - 1]);
-        for row in sample {
+        let checked: Vec<usize> = sample.rows().map(|(r, _, _)| r).collect();
+        if checked != spot_check_rows(n_rows) {
+            return Err(saved_error(format!(
+                "{} rows given to check, expected the {} of spot_check_rows",
+                checked.len(),
+                spot_check_rows(n_rows).len()
+            )));
+        }
+        for (row, vector, bias) in sample.rows() {
             let found = index.get(row as u64, &mut got).unwrap_or(0);
             let same = found == 1
                 && got[..dim]
                     .iter()
-                    .zip(items.row(row))
+                    .zip(vector)
                     .all(|(a, b)| a.to_bits() == b.to_bits())
-                && got[dim].to_bits() == items.bias()[row].to_bits();
+                && got[dim].to_bits() == bias.to_bits();
             if !same {
                 return Err(saved_error(format!(
                     "row {row} differs from the item matrix: the index was built from other items"
@@ -594,12 +612,26 @@ mod tests {
         assert!(mean >= 0.95, "recall@10 {mean}");
     }
 
+    fn sample(items: &ItemMatrix) -> RowSample {
+        RowSample::from_matrix(items, &spot_check_rows(items.n_rows()))
+    }
+
+    #[test]
+    fn spot_check_rows_spread_over_the_indexed_rows_and_end_at_the_last() {
+        assert_eq!(spot_check_rows(2), vec![1]);
+        assert_eq!(spot_check_rows(5), vec![1, 2, 3, 4]);
+        let rows = spot_check_rows(1_000_001);
+        assert!(rows.len() <= SPOT_CHECKS + 2 && rows.len() >= SPOT_CHECKS);
+        assert_eq!((rows[0], *rows.last().unwrap()), (1, 1_000_000));
+        assert!(rows.windows(2).all(|w| w[0] < w[1]));
+    }
+
     #[test]
     fn a_saved_graph_answers_as_the_graph_it_was_saved_from() {
         let items = Arc::new(random_matrix(3000, 16, true, 31));
         let built = Ann::build(&items, graph()).unwrap();
         let bytes = built.to_bytes().unwrap().expect("a graph to save");
-        let viewed = Ann::from_bytes(bytes, &items, graph()).unwrap();
+        let viewed = Ann::from_bytes(bytes, &sample(&items), graph()).unwrap();
         assert!(viewed.has_graph() && viewed.is_viewed() && !built.is_viewed());
         let n = 50;
         let queries = random_queries(n, 16, 32);
@@ -653,22 +685,22 @@ mod tests {
         let mut other = items.vectors().to_vec();
         other[16..32].iter_mut().for_each(|v| *v += 1.0);
         let other = ItemMatrix::new(3000, 16, other, Some(items.bias().to_vec())).unwrap();
-        let Err(err) = Ann::from_bytes(bytes.clone(), &other, graph()) else {
+        let Err(err) = Ann::from_bytes(bytes.clone(), &sample(&other), graph()) else {
             panic!("a graph of other items was accepted");
         };
         assert!(err.to_string().contains("row 1 differs"), "{err}");
         // Another shape.
         let wider = random_matrix(3000, 17, true, 41);
-        assert!(Ann::from_bytes(bytes.clone(), &wider, graph()).is_err());
+        assert!(Ann::from_bytes(bytes.clone(), &sample(&wider), graph()).is_err());
         let fewer = random_matrix(2999, 16, true, 41);
-        assert!(Ann::from_bytes(bytes.clone(), &fewer, graph()).is_err());
+        assert!(Ann::from_bytes(bytes.clone(), &sample(&fewer), graph()).is_err());
         // Cut short: the header still parses, the body does not fit.
         for keep in [10, 64, bytes.len() / 2, bytes.len() - 1] {
             let mut cut = IndexBytes::zeroed(keep);
             cut.as_bytes_mut()
                 .copy_from_slice(&bytes.as_bytes()[..keep]);
             assert!(
-                Ann::from_bytes(cut, &items, graph()).is_err(),
+                Ann::from_bytes(cut, &sample(&items), graph()).is_err(),
                 "{keep} of {} bytes accepted",
                 bytes.len()
             );

@@ -211,6 +211,109 @@ impl ItemMatrix {
     }
 }
 
+/// Some rows of an item side, read from the file without decoding the rest: what a saved graph
+/// is checked against when the graph, not the matrix, will serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowSample {
+    n_rows: usize,
+    dim: usize,
+    /// `(row, vector, bias)`, bias 0 when the model has none.
+    rows: Vec<(usize, Vec<f32>, f32)>,
+}
+
+impl RowSample {
+    /// `rows` of the whole matrix.
+    pub fn from_matrix(items: &ItemMatrix, rows: &[usize]) -> Self {
+        RowSample {
+            n_rows: items.n_rows,
+            dim: items.dim,
+            rows: rows
+                .iter()
+                .map(|&r| (r, items.row(r).to_vec(), items.bias[r]))
+                .collect(),
+        }
+    }
+
+    /// `rows` of an item file of `dtype` (layouts: [`ItemMatrix::from_file_bytes`]), each
+    /// read with `read_at(offset, buffer)`; values must be finite, as in a whole matrix.
+    pub fn read(
+        dtype: &str,
+        n_rows: usize,
+        dim: usize,
+        has_bias: bool,
+        rows: &[usize],
+        mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> Result<Self, RowSampleError> {
+        let f32_at = |read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+                      offset: usize|
+         -> std::io::Result<f32> {
+            let mut b = [0u8; 4];
+            read_at(offset as u64, &mut b)?;
+            Ok(f32::from_le_bytes(b))
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for &r in rows {
+            if r >= n_rows {
+                return Err(MatrixError::Shape(format!("row {r} of {n_rows}")).into());
+            }
+            let (vector, after_vectors) = match dtype {
+                DTYPE_F32 => {
+                    let mut b = vec![0u8; 4 * dim];
+                    read_at((4 * r * dim) as u64, &mut b)?;
+                    let v = b
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    (v, 4 * n_rows * dim)
+                }
+                DTYPE_INT8 => {
+                    let mut codes = vec![0u8; dim];
+                    read_at((r * dim) as u64, &mut codes)?;
+                    let scale = f32_at(&mut read_at, n_rows * dim + 4 * r)?;
+                    let v = codes.iter().map(|&c| c as i8 as f32 * scale).collect();
+                    (v, n_rows * dim + 4 * n_rows)
+                }
+                _ => return Err(MatrixError::Shape(format!("unknown dtype `{dtype}`")).into()),
+            };
+            let bias = if has_bias {
+                f32_at(&mut read_at, after_vectors + 4 * r)?
+            } else {
+                0.0
+            };
+            if !bias.is_finite() || vector.iter().any(|v: &f32| !v.is_finite()) {
+                return Err(MatrixError::NonFinite { row: r }.into());
+            }
+            out.push((r, vector, bias));
+        }
+        Ok(RowSample {
+            n_rows,
+            dim,
+            rows: out,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// `(row, vector, bias)` of every sampled row.
+    pub fn rows(&self) -> impl Iterator<Item = (usize, &[f32], f32)> {
+        self.rows.iter().map(|(r, v, b)| (*r, v.as_slice(), *b))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RowSampleError {
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// `item_side.dtype` of little-endian f32 vectors (`items.f32`).
 pub const DTYPE_F32: &str = "float32_le";
 /// `item_side.dtype` of int8 vectors with one f32 scale per row (`items.i8`).
@@ -259,6 +362,41 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows read at their offsets in the file equal the rows of the whole decoded file, for
+    /// both dtypes, with and without bias; a non-finite sampled row is refused.
+    #[test]
+    fn a_row_sample_read_from_the_file_equals_the_decoded_rows() {
+        let (n_rows, dim) = (7, 3);
+        let vectors: Vec<f32> = (0..n_rows * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bias: Vec<f32> = (0..n_rows).map(|i| i as f32 * 0.1 - 0.2).collect();
+        let rows = [1, 3, 6];
+        for has_bias in [false, true] {
+            let m = ItemMatrix::new(n_rows, dim, vectors.clone(), has_bias.then(|| bias.clone()))
+                .unwrap();
+            for dtype in [DTYPE_F32, DTYPE_INT8] {
+                let file = m.to_file_bytes(dtype).unwrap();
+                let decoded = ItemMatrix::from_file_bytes(dtype, &file, n_rows, dim, has_bias)
+                    .unwrap();
+                let read = RowSample::read(dtype, n_rows, dim, has_bias, &rows, |at, buf| {
+                    let at = at as usize;
+                    buf.copy_from_slice(&file[at..at + buf.len()]);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(read, RowSample::from_matrix(&decoded, &rows), "{dtype} {has_bias}");
+            }
+        }
+        let mut bad = vectors.clone();
+        bad[3 * dim + 1] = f32::NAN;
+        let file: Vec<u8> = bad.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let read = RowSample::read(DTYPE_F32, n_rows, dim, false, &rows, |at, buf| {
+            let at = at as usize;
+            buf.copy_from_slice(&file[at..at + buf.len()]);
+            Ok(())
+        });
+        assert!(matches!(read, Err(RowSampleError::Matrix(MatrixError::NonFinite { row: 3 }))));
+    }
 
     #[test]
     fn file_round_trip_with_and_without_bias() {

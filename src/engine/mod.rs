@@ -26,7 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub use ann::{BuildProgress, IndexBytes};
 pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
-pub use matrix::{dot, quantise_rows, ItemMatrix, MatrixError, DTYPE_F32, DTYPE_INT8};
+pub use ann::spot_check_rows;
+pub use matrix::{
+    dot, quantise_rows, ItemMatrix, MatrixError, RowSample, RowSampleError, DTYPE_F32, DTYPE_INT8,
+};
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -53,35 +56,83 @@ pub fn build(
     items: std::sync::Arc<ItemMatrix>,
     params: &EngineParams,
 ) -> Result<Box<dyn Engine>, EngineError> {
-    build_with(kind, items, params, None, &BuildProgress::default())
+    build_with(
+        kind,
+        ItemSource::Matrix(items),
+        params,
+        None,
+        &BuildProgress::default(),
+    )
+}
+
+/// What an engine is built from: the whole item matrix, or — when a saved graph will serve and
+/// holds every vector — only the rows the graph is checked against.
+pub enum ItemSource {
+    Matrix(std::sync::Arc<ItemMatrix>),
+    Sample(RowSample),
+}
+
+impl ItemSource {
+    pub fn n_rows(&self) -> usize {
+        match self {
+            ItemSource::Matrix(m) => m.n_rows(),
+            ItemSource::Sample(s) => s.n_rows(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            ItemSource::Matrix(m) => m.dim(),
+            ItemSource::Sample(s) => s.dim(),
+        }
+    }
+}
+
+/// Whether the engine `kind` with `params` serves an `n_rows` catalogue from a saved graph
+/// when the bundle has one (and so needs only a [`RowSample`] of the item file).
+pub fn serves_from_saved_graph(kind: EngineKind, params: &EngineParams, n_rows: usize) -> bool {
+    kind == EngineKind::Ann && n_rows.saturating_sub(1) >= params.ann.full_scan_below
 }
 
 /// [`build`] with a graph saved at publish time (used by `ann` when the catalogue gets a
 /// graph; ignored by the other engines) and a counter of the rows a graph build has added.
-/// Engines keep only what they scan: the matrix `items` is freed when `kind` does not need it.
+/// Engines keep only what they scan: the matrix is freed when `kind` does not need it. A
+/// [`ItemSource::Sample`] builds only an `ann` engine from its saved graph.
 pub fn build_with(
     kind: EngineKind,
-    items: std::sync::Arc<ItemMatrix>,
+    items: ItemSource,
     params: &EngineParams,
     saved: Option<IndexBytes>,
     progress: &BuildProgress,
 ) -> Result<Box<dyn Engine>, EngineError> {
-    Ok(match kind {
-        EngineKind::Exact => Box::new(exact::Exact::new(&items)),
-        EngineKind::Int8 => Box::new(int8::Int8::new(items, params.int8.clone())?),
-        EngineKind::Ann => {
-            let graph = items.n_rows().saturating_sub(1) >= params.ann.full_scan_below;
-            match saved {
-                Some(bytes) if graph => {
-                    Box::new(ann::Ann::from_bytes(bytes, &items, params.ann.clone())?)
-                }
-                _ => Box::new(ann::Ann::build_watched(
-                    &items,
-                    params.ann.clone(),
-                    progress,
-                )?),
-            }
+    let from_graph = serves_from_saved_graph(kind, params, items.n_rows());
+    let matrix = match (items, saved) {
+        (items, Some(bytes)) if from_graph => {
+            let sample = match items {
+                ItemSource::Matrix(m) => RowSample::from_matrix(&m, &spot_check_rows(m.n_rows())),
+                ItemSource::Sample(s) => s,
+            };
+            return Ok(Box::new(ann::Ann::from_bytes(
+                bytes,
+                &sample,
+                params.ann.clone(),
+            )?));
         }
+        (ItemSource::Matrix(m), _) => m,
+        (ItemSource::Sample(_), _) => {
+            return Err(EngineError::Build(format!(
+                "the {kind} engine needs the whole item matrix, not a sample of its rows"
+            )))
+        }
+    };
+    Ok(match kind {
+        EngineKind::Exact => Box::new(exact::Exact::new(&matrix)),
+        EngineKind::Int8 => Box::new(int8::Int8::new(matrix, params.int8.clone())?),
+        EngineKind::Ann => Box::new(ann::Ann::build_watched(
+            &matrix,
+            params.ann.clone(),
+            progress,
+        )?),
     })
 }
 

@@ -9,8 +9,10 @@ use std::time::{Instant, SystemTime};
 use prometheus::IntGauge;
 
 use super::rank::{rank, RankRequest, Scoring};
-use crate::bundle::{Bundle, BundleError, BundleLimits, ItemVocab, Manifest, UserHistories};
-use crate::engine::{self, BuildProgress, EngineError, EngineKind, IndexBytes, ItemMatrix};
+use crate::bundle::{
+    Bundle, BundleError, BundleLimits, ItemRead, ItemVocab, Manifest, UserHistories,
+};
+use crate::engine::{self, BuildProgress, EngineError, EngineKind, IndexBytes, ItemSource};
 use crate::onnx::{OnnxScorer, RuntimeError};
 
 /// A model version ready to serve. Requests hold it through an `Arc` for their whole life, so a
@@ -99,9 +101,15 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
         users,
         model_bytes,
         item_matrix,
+        item_sample,
         ann_index,
         ..
-    } = Bundle::load_with(dir, &spec.limits)?;
+    } = Bundle::load_reading(dir, &spec.limits, ItemRead::ForEngine(spec.engine))?;
+    let item_source = match (item_matrix, item_sample) {
+        (Some(m), _) => Some(ItemSource::Matrix(Arc::new(m))),
+        (None, Some(s)) => Some(ItemSource::Sample(s)),
+        (None, None) => None,
+    };
     if manifest.name != spec.name {
         return Err(LoadError::WrongModel {
             expected: spec.name.clone(),
@@ -112,7 +120,7 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
     let scoring = build_scoring(
         &manifest,
         &model_bytes,
-        item_matrix,
+        item_source,
         spec.engine,
         ann_index,
         &spec.progress,
@@ -159,20 +167,20 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
 pub fn build_scoring(
     manifest: &Manifest,
     model_bytes: &[u8],
-    item_matrix: Option<ItemMatrix>,
+    items: Option<ItemSource>,
     engine: Option<EngineKind>,
     ann_index: Option<IndexBytes>,
     progress: &BuildProgress,
 ) -> Result<Scoring, LoadError> {
-    Ok(match item_matrix {
+    Ok(match items {
         // `OnnxScorer::load` probes the output width, which catches an ONNX graph exported for
         // a different vocabulary than the one in items.tsv / the manifest.
         None => Scoring::FullScores(OnnxScorer::load(model_bytes, manifest.n_rows)?),
-        Some(matrix) => {
-            let encoder = OnnxScorer::load_encoder(model_bytes, manifest.n_rows, matrix.dim())?;
+        Some(items) => {
+            let encoder = OnnxScorer::load_encoder(model_bytes, manifest.n_rows, items.dim())?;
             let params = manifest.serving.clone().unwrap_or_default();
             let kind = engine.unwrap_or(params.engine);
-            let engine = engine::build_with(kind, Arc::new(matrix), &params, ann_index, progress)?;
+            let engine = engine::build_with(kind, items, &params, ann_index, progress)?;
             Scoring::TwoTower { encoder, engine }
         }
     })

@@ -16,6 +16,16 @@ pub enum StudentFormat {
 }
 
 /// Which trainer runs.
+/// Where the sampled trainer's KD students start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KdInit {
+    /// From the trained no-KD twin of the same width.
+    Twin,
+    /// From a fresh initialisation.
+    Scratch,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -334,6 +344,12 @@ pub struct Config {
     /// Sampled trainer: the student's own current top items added to each user's logit-KD set.
     #[arg(long, env = "DISTILREC_KD_STUDENT_TOP", default_value_t = 20)]
     pub kd_student_top: usize,
+    /// Sampled trainer: where a KD student starts. `twin`: from its trained no-KD twin's
+    /// weights, so KD refines a model that already ranks (its validation score at the start is
+    /// the one to beat, and a student no KD epoch improved is reported as such); `scratch`: from
+    /// a fresh initialisation, as its twin did.
+    #[arg(long, env = "DISTILREC_KD_INIT", value_enum, default_value = "twin")]
+    pub kd_init: KdInit,
     /// Sampled trainer: epochs between refreshes of the student's top items.
     #[arg(long, env = "DISTILREC_KD_REFRESH_EPOCHS", default_value_t = 2)]
     pub kd_refresh_epochs: usize,

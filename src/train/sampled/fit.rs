@@ -17,8 +17,9 @@ use crate::train::progress;
 /// Fewest optimiser steps in one epoch (small logs repeat their users within an epoch).
 const MIN_STEPS: usize = 32;
 
-/// Epochs before early stopping may stop a training: validation often dips while a model
-/// moves from popularity to personal rankings.
+/// Epochs before early stopping may stop a training from scratch: validation often dips while
+/// a model moves from popularity to personal rankings. A warm-started training (a KD student
+/// starting from its no-KD twin) starts from personal rankings and is judged from its start.
 const MIN_EPOCHS: usize = 10;
 
 /// Settings of one training.
@@ -37,6 +38,10 @@ pub struct FitOpts {
     /// Threads of the validation ranking.
     pub threads: usize,
     pub seed: u64,
+    /// The tower is already trained (a KD student starting from its no-KD twin): it is
+    /// evaluated before the first epoch, that score is the one to beat (best epoch 0: no epoch
+    /// improved on it), and early stopping may stop it from the first epoch on.
+    pub warm_start: bool,
 }
 
 /// What a KD student learns from besides the true items.
@@ -66,6 +71,8 @@ pub struct FitResult {
     pub best_epoch: usize,
     /// Validation NDCG@10 (sample of users) after each epoch.
     pub curve: Vec<f64>,
+    /// Validation NDCG@10 before the first epoch (warm-started trainings only).
+    pub start_ndcg: Option<f64>,
     /// Mean loss terms of the last epoch.
     pub last_ce: f64,
     pub last_kd: f64,
@@ -126,7 +133,26 @@ pub fn fit(
 
     let bar = progress::bar(opts.max_epochs as u64, label);
     let mut curve = Vec::new();
-    let mut best = (f64::NEG_INFINITY, 0usize, trainer.tower.clone());
+    let validate = |tower: &Tower| {
+        // Without validation users (every history too short to hold one out) nothing can be
+        // chosen on validation: the last epoch is kept and the training runs to its cap.
+        (sample.n_users() > 0).then(|| {
+            rank::evaluate(tower, &sample, 0, opts.threads, None)
+                .0
+                .ndcg10()
+        })
+    };
+    let start_ndcg = if opts.warm_start {
+        validate(&trainer.tower)
+    } else {
+        None
+    };
+    let mut best = (
+        start_ndcg.unwrap_or(f64::NEG_INFINITY),
+        0usize,
+        trainer.tower.clone(),
+    );
+    let min_epochs = if opts.warm_start { 1 } else { MIN_EPOCHS };
     let (mut last_ce, mut last_kd, mut diverged) = (0.0, 0.0, false);
     for epoch in 1..=opts.max_epochs {
         if let Some(t) = teacher {
@@ -189,15 +215,7 @@ pub fn fit(
             );
             break;
         }
-        // Without validation users (every history too short to hold one out) nothing can be
-        // chosen on validation: the last epoch is kept and the training runs to its cap.
-        let ndcg = if sample.n_users() == 0 {
-            epoch as f64
-        } else {
-            rank::evaluate(&trainer.tower, &sample, 0, opts.threads, None)
-                .0
-                .ndcg10()
-        };
+        let ndcg = validate(&trainer.tower).unwrap_or(epoch as f64);
         curve.push(ndcg);
         if ndcg > best.0 {
             best.0 = ndcg;
@@ -213,7 +231,7 @@ pub fn fit(
             best.1
         ));
         bar.inc(1);
-        if epoch >= MIN_EPOCHS && epoch - best.1 >= opts.patience {
+        if epoch >= min_epochs && epoch - best.1 >= opts.patience {
             break;
         }
     }
@@ -232,6 +250,7 @@ pub fn fit(
             epochs: curve.len(),
             best_epoch: best.1,
             curve,
+            start_ndcg,
             last_ce,
             last_kd,
             diverged,
@@ -354,4 +373,102 @@ pub fn probe_step_seconds(
         trainer.step(&batch, &negs, &|i| sampler.log_q(i), kd);
     }
     t.elapsed().as_secs_f64() / 3.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::Activation;
+    use crate::train::model::MlpSpec;
+
+    /// 300 users, 200 items in 4 clusters of 50: each user has 12 items of one cluster, 10 in
+    /// train and one each in valid and test — learnable in a few epochs.
+    fn clustered_split() -> Split {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..300u32 {
+            let base = (u % 4) * 50;
+            let mut items: Vec<u32> = (base..base + 50).collect();
+            items.shuffle(&mut rng);
+            train.push(items[..10].to_vec());
+            valid.push(vec![items[10]]);
+            test.push(vec![items[11]]);
+        }
+        Split {
+            seed: 0,
+            ratios: [0.8, 0.1, 0.1],
+            train,
+            valid,
+            test,
+        }
+    }
+
+    fn opts(lr: f64, max_epochs: usize, warm_start: bool) -> FitOpts {
+        FitOpts {
+            max_epochs,
+            patience: 2,
+            batch_size: 32,
+            lr,
+            weight_decay: 0.0,
+            input_dropout: 0.3,
+            targets_per_user: 4,
+            eval_users: 300,
+            threads: 1,
+            seed: 5,
+            warm_start,
+        }
+    }
+
+    fn tower() -> Tower {
+        let spec = MlpSpec {
+            dim: 8,
+            hidden: vec![8],
+            activation: Activation::Tanh,
+        };
+        Tower::new(200, spec, &mut StdRng::seed_from_u64(3))
+    }
+
+    fn same_weights(a: &Tower, b: &Tower, split: &Split) -> bool {
+        let (ua, ub) = (a.user_vectors(&split.train), b.user_vectors(&split.train));
+        ua.iter().zip(&ub).all(|(x, y)| x.to_bits() == y.to_bits())
+            && (0..200u32).all(|i| a.score(&ua[..8], i).to_bits() == b.score(&ua[..8], i).to_bits())
+    }
+
+    /// A warm-started training is judged against its starting point: when no epoch beats it,
+    /// the starting weights come back unchanged and the best epoch is 0.
+    #[test]
+    fn a_warm_start_no_epoch_improves_returns_its_starting_weights() {
+        let split = clustered_split();
+        let sampler = Sampler::new(&[1; 200], 64, 0.75);
+        let start = tower();
+        // lr 0: no step changes anything, so no epoch can score higher than the start.
+        let (out, fit) = fit(start.clone(), &split, &sampler, &opts(0.0, 5, true), None, "t");
+        assert_eq!(fit.best_epoch, 0);
+        let s = fit.start_ndcg.expect("a warm start is evaluated before training");
+        assert!(fit.curve.iter().all(|&n| n == s), "{:?} vs {s}", fit.curve);
+        // Early stopping may stop from the first epoch on (patience 2 → 2 epochs, not 10).
+        assert_eq!(fit.epochs, 2);
+        assert!(same_weights(&out, &start, &split));
+    }
+
+    /// The score a warm start begins with is the one its source was selected with (same
+    /// validation sample), and training on from it keeps the best of start and epochs.
+    #[test]
+    fn a_warm_start_begins_at_its_source_score_and_never_returns_worse() {
+        let split = clustered_split();
+        let sampler = Sampler::new(&[1; 200], 64, 0.75);
+        let (twin, twin_fit) = fit(tower(), &split, &sampler, &opts(5e-3, 12, false), None, "t");
+        let best = twin_fit.curve[twin_fit.best_epoch - 1];
+        assert!(best > 0.3, "the clustered log is learnable: {best}");
+        assert!(twin_fit.start_ndcg.is_none());
+        let (_, warm) = fit(twin, &split, &sampler, &opts(5e-3, 6, true), None, "t");
+        assert_eq!(warm.start_ndcg, Some(best));
+        let end_best = if warm.best_epoch == 0 {
+            best
+        } else {
+            warm.curve[warm.best_epoch - 1]
+        };
+        assert!(end_best >= best);
+        assert!(warm.curve.iter().all(|&n| n <= end_best));
+    }
 }

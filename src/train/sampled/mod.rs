@@ -12,9 +12,11 @@
 //!   over the teacher's top-K ∪ the student's own current top items ∪ random items (teacher
 //!   logits computed exactly on that set);
 //! - every model is evaluated by streaming full ranking over every item (no sampled metrics);
-//! - KD never silently hurts: a KD student below its twin, diverged, or peaking in the first
-//!   tenth of its epochs is retrained once at half the learning rate, and flagged in the report
-//!   and the exit summary if it still is;
+//! - KD students start from their trained no-KD twin (`--kd-init twin`), so KD refines a model
+//!   that already ranks and the twin's validation score is the one to beat;
+//! - KD never silently hurts: a KD student below its twin, diverged, not improved on its twin,
+//!   or (from scratch) peaking in the first tenth of its epochs is retrained once at half the
+//!   learning rate, and flagged in the report and the exit summary if it still is;
 //! - export: the smallest KD student keeping `--target-quality` of the teacher's validation
 //!   NDCG@10, as a two-tower bundle whose engine is chosen by catalogue size.
 
@@ -35,7 +37,7 @@ use self::fit::{FitOpts, FitResult, Teacher};
 use self::report::{ModelRow, SampledReport};
 use self::sampler::Sampler;
 use self::tower::{KdWeight, Tower};
-use super::config::Config;
+use super::config::{Config, KdInit};
 use super::error::TrainError;
 use super::export::{self, BundleMeta, Exported};
 use super::model::MlpSpec;
@@ -123,6 +125,7 @@ fn fit_opts(config: &Config, seed: u64) -> FitOpts {
         eval_users: config.eval_users,
         threads: 1,
         seed,
+        warm_start: false,
     }
 }
 
@@ -303,7 +306,7 @@ pub fn run(
         "rank_decay": config.rank_decay, "lambda_rank": config.lambda_rank,
         "lambda_kd": config.lambda_kd, "temperature": config.temperature,
         "lambda_ce": 1.0, "kd_random": config.kd_random, "kd_student_top": config.kd_student_top,
-        "kd_refresh_epochs": config.kd_refresh_epochs,
+        "kd_refresh_epochs": config.kd_refresh_epochs, "kd_init": config.kd_init,
         "logit_kd_set": "teacher top-K ∪ student's current top items ∪ random items",
     });
     let kd_models: Vec<Model> = phases.time("KD students (2 threads)", || {
@@ -410,12 +413,18 @@ fn kd_student(
     let name = format!("student-d{}-kd", spec.dim);
     let seed = config.seed.wrapping_add(1);
     let mut opts = fit_opts(config, seed);
+    let warm = config.kd_init == KdInit::Twin;
+    opts.warm_start = warm;
     let attempt = |opts: &FitOpts| {
-        let tower = Tower::new(
-            twin.tower.n_items,
-            spec.clone(),
-            &mut StdRng::seed_from_u64(seed),
-        );
+        let tower = if warm {
+            twin.tower.clone()
+        } else {
+            Tower::new(
+                twin.tower.n_items,
+                spec.clone(),
+                &mut StdRng::seed_from_u64(seed),
+            )
+        };
         let (tower, fit) = fit::fit(tower, split, sampler, opts, Some(teacher), &name);
         let (valid, test, _) = rank::evaluate(&tower, split, 0, threads(), None);
         Model {
@@ -430,7 +439,7 @@ fn kd_student(
         }
     };
     let mut m = attempt(&opts);
-    let problems = |m: &Model| kd_problems(m, twin);
+    let problems = |m: &Model| kd_problems(m, twin, warm);
     let first = problems(&m);
     if !first.is_empty() {
         tracing::warn!(student = %name, problems = %first.join("; "), "KD student retried at half the learning rate");
@@ -446,9 +455,15 @@ fn kd_student(
         let still = problems(&chosen);
         if !still.is_empty() {
             tracing::warn!(student = %name, problems = %still.join("; "), "KD did not help this student");
+            // Warm-started and merely not improved, the student is its twin: KD did not help
+            // but did not hurt either.
+            let hurt = !warm
+                || chosen.fit.diverged
+                || chosen.valid.ndcg10() < twin.valid.ndcg10();
+            let label = if hurt { "KD HURT" } else { "KD DID NOT HELP" };
             chosen
                 .flags
-                .push(format!("**KD HURT**: {}", still.join("; ")));
+                .push(format!("**{label}**: {}", still.join("; ")));
         }
         m = chosen;
     }
@@ -456,7 +471,7 @@ fn kd_student(
 }
 
 /// Why a KD student is not acceptable against its no-KD twin (empty: it is).
-fn kd_problems(m: &Model, twin: &Model) -> Vec<String> {
+fn kd_problems(m: &Model, twin: &Model, warm: bool) -> Vec<String> {
     let mut p = Vec::new();
     if m.fit.diverged {
         p.push("the loss diverged".into());
@@ -466,8 +481,15 @@ fn kd_problems(m: &Model, twin: &Model) -> Vec<String> {
         p.push(format!(
             "validation NDCG@10 {kd:.4} below its no-KD twin's {plain:.4}"
         ));
+    } else if warm && m.fit.best_epoch == 0 {
+        // Started from the twin and no KD epoch beat the start: the "KD student" is the twin.
+        p.push(format!(
+            "no KD epoch improved on its no-KD twin (validation NDCG@10 {plain:.4})"
+        ));
     }
-    if m.fit.epochs >= 10 && m.fit.best_epoch * 10 <= m.fit.epochs {
+    // From scratch, a best epoch in the first tenth is a collapse; warm-started, an early best
+    // is the twin plus a little KD.
+    if !warm && m.fit.epochs >= 10 && m.fit.best_epoch * 10 <= m.fit.epochs {
         p.push(format!(
             "best epoch {} in the first tenth of {}",
             m.fit.best_epoch, m.fit.epochs
