@@ -157,6 +157,24 @@ fn an_int8_export_serves_close_to_its_f32_twin() {
         same >= 8,
         "only {same} of the f32 top 10 (score spread {spread})"
     );
+
+    // The int8 engine serves the int8 bundle from its own codes (no f32 copy): the same
+    // scores as the exact engine over the decoded file, up to f32 rounding.
+    let int8_server = Server::start(&repo, &["--default-model", "tt-f32", "--engine", "int8"]);
+    int8_server.wait_ready();
+    wait_for("tt-int8 live on the int8 engine", || {
+        int8_server.live_version("tt-int8").is_some()
+    });
+    let codes = rows(&ask(&int8_server, "tt-int8", 10));
+    assert_eq!(codes.len(), 10);
+    for (r, s) in &codes {
+        assert!(*r > 0 && !ex.contains(r));
+        if let Some((_, exact)) = q.iter().find(|(x, _)| x == r) {
+            assert!((s - exact).abs() <= 1e-4 * exact.abs().max(1.0), "row {r}: {s} vs {exact}");
+        }
+    }
+    let common = codes.iter().filter(|(r, _)| q.iter().any(|(x, _)| x == r)).count();
+    assert!(common >= 9, "only {common} of the exact engine's top 10");
 }
 
 /// Every served score equals the reference, nothing excluded is served, the list has the

@@ -21,8 +21,8 @@ pub use manifest::{
 };
 
 use crate::engine::{
-    serves_from_saved_graph, spot_check_rows, EngineKind, IndexBytes, ItemMatrix, RowSample,
-    RowSampleError, DTYPE_F32, DTYPE_INT8,
+    serves_from_saved_graph, spot_check_rows, EngineKind, IndexBytes, ItemMatrix, ItemSource,
+    QuantisedRows, RowSample, RowSampleError, DTYPE_F32, DTYPE_INT8,
 };
 pub use error::BundleError;
 pub use read::{read_capped, read_capped_text};
@@ -76,9 +76,10 @@ pub struct Bundle {
     /// Format 2: the item side (`items.f32`), checked against the manifest's `item_side`;
     /// `None` when only [`Bundle::item_sample`] was read.
     pub item_matrix: Option<ItemMatrix>,
-    /// Format 2 read for a saved graph that will serve ([`ItemRead::ForEngine`]): the rows of
-    /// the item file the graph is checked against, instead of the whole matrix.
-    pub item_sample: Option<RowSample>,
+    /// Format 2 read for an engine that needs less than the decoded f32 matrix
+    /// ([`ItemRead::ForEngine`]): the rows a saved graph is checked against, or an int8 item
+    /// file's rows as stored for the `int8` engine. `item_matrix` is then `None`.
+    pub item_source: Option<ItemSource>,
     /// Format 2: the HNSW graph saved at publish time (`index.usearch`), checked against the
     /// manifest's `ann_index`.
     pub ann_index: Option<IndexBytes>,
@@ -92,8 +93,9 @@ pub enum ItemRead {
     /// What the engine given (else the manifest's `serving.engine`) needs: when it serves from
     /// the bundle's saved graph (`ann_index`), only the rows the graph is checked against
     /// ([`spot_check_rows`]), read at their offsets, with the file's size checked but not its
-    /// sha256 — the graph, whose sha256 is checked, holds every vector and is what serves.
-    /// Otherwise the whole matrix.
+    /// sha256 — the graph, whose sha256 is checked, holds every vector and is what serves. For
+    /// the `int8` engine and an int8 item file, the file's rows as stored (sha256 checked), not
+    /// decoded to f32. Otherwise the whole matrix.
     ForEngine(Option<EngineKind>),
 }
 
@@ -254,22 +256,38 @@ impl Bundle {
             } else {
                 None
             };
-            let sample_only = match item_read {
-                ItemRead::Whole => false,
+            let engine = match item_read {
+                ItemRead::Whole => None,
                 ItemRead::ForEngine(engine) => {
                     let params = manifest.serving.clone().unwrap_or_default();
-                    manifest.ann_index.is_some()
-                        && serves_from_saved_graph(
-                            engine.unwrap_or(params.engine),
-                            &params,
-                            manifest.n_rows,
-                        )
+                    Some((engine.unwrap_or(params.engine), params))
                 }
             };
-            let (item_matrix, item_sample) = match &manifest.item_side {
+            let sample_only = engine.as_ref().is_some_and(|(kind, params)| {
+                manifest.ann_index.is_some()
+                    && serves_from_saved_graph(*kind, params, manifest.n_rows)
+            });
+            let as_stored = engine
+                .as_ref()
+                .is_some_and(|(kind, _)| *kind == EngineKind::Int8);
+            let (item_matrix, item_source) = match &manifest.item_side {
                 Some(side) if sample_only => (
                     None,
-                    Some(read_item_sample(dir, side, manifest.n_rows, limits)?),
+                    Some(ItemSource::Sample(read_item_sample(
+                        dir,
+                        side,
+                        manifest.n_rows,
+                        limits,
+                    )?)),
+                ),
+                Some(side) if as_stored && side.dtype == DTYPE_INT8 => (
+                    None,
+                    Some(ItemSource::Quantised(read_item_codes(
+                        dir,
+                        side,
+                        manifest.n_rows,
+                        limits,
+                    )?)),
                 ),
                 Some(side) => (
                     Some(read_item_matrix(dir, side, manifest.n_rows, limits)?),
@@ -287,7 +305,7 @@ impl Bundle {
                 users,
                 model_bytes,
                 item_matrix,
-                item_sample,
+                item_source,
                 ann_index,
             })
         })
@@ -303,6 +321,22 @@ fn read_item_matrix(
     n_rows: usize,
     limits: &BundleLimits,
 ) -> Result<ItemMatrix, BundleError> {
+    let bytes = read_item_file(dir, side, n_rows, limits)?;
+    ItemMatrix::from_file_bytes(&side.dtype, &bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
+        BundleError::Inconsistent {
+            dir: dir.to_path_buf(),
+            message: format!("{}: {e}", side.file),
+        }
+    })
+}
+
+/// The item file's bytes after [`check_item_file`]'s checks, its sha256 checked.
+fn read_item_file(
+    dir: &Path,
+    side: &ItemSide,
+    n_rows: usize,
+    limits: &BundleLimits,
+) -> Result<Vec<u8>, BundleError> {
     let (path, want) = check_item_file(dir, side, n_rows, limits)?;
     // Streams with the exact expected size as the cap: a file that grows meanwhile is refused.
     let (bytes, actual) = read_capped(&path, want)?;
@@ -313,7 +347,19 @@ fn read_item_matrix(
             actual,
         });
     }
-    ItemMatrix::from_file_bytes(&side.dtype, &bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
+    Ok(bytes)
+}
+
+/// An int8 item file's rows as stored, after the same checks as [`read_item_matrix`]
+/// (sha256 included).
+fn read_item_codes(
+    dir: &Path,
+    side: &ItemSide,
+    n_rows: usize,
+    limits: &BundleLimits,
+) -> Result<QuantisedRows, BundleError> {
+    let bytes = read_item_file(dir, side, n_rows, limits)?;
+    QuantisedRows::from_file_bytes(bytes, n_rows, side.dim, side.has_bias).map_err(|e| {
         BundleError::Inconsistent {
             dir: dir.to_path_buf(),
             message: format!("{}: {e}", side.file),

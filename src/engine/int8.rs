@@ -44,8 +44,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::contract::{rerank, Engine, EngineError, EngineKind, Query};
-use super::matrix::quantise_row;
-use super::matrix::ItemMatrix;
+use super::matrix::{quantise_row, ItemMatrix, QuantisedRows};
 use crate::topk::TopK;
 
 /// Rows per tile: four 16-lane registers of 32-bit scores.
@@ -102,7 +101,12 @@ impl Int8Params {
 }
 
 pub struct Int8 {
-    items: Arc<ItemMatrix>,
+    n_rows: usize,
+    dim: usize,
+    /// The f32 rows of an f32 item side, for the exact re-rank. `None` when the engine was built
+    /// from an int8 item side ([`Int8::from_quantised`]), whose vectors *are* `scale_r · c_r`:
+    /// candidates are then re-scored from the codes, and no f32 copy exists.
+    f32_rows: Option<Arc<ItemMatrix>>,
     /// `[n_tiles][words][TILE][WORD]` row codes plus [`OFFSET`]; padding dims and rows hold
     /// the code 0.
     codes: Vec<u8>,
@@ -117,18 +121,48 @@ pub struct Int8 {
 }
 
 impl Int8 {
+    /// Quantises an f32 item side; the f32 rows are kept for the exact re-rank.
     pub fn new(items: Arc<ItemMatrix>, params: Int8Params) -> Result<Self, EngineError> {
-        params.check(items.n_rows())?;
-        let n = items.n_rows();
-        let words = items.dim().div_ceil(WORD);
+        let (n, dim) = (items.n_rows(), items.dim());
+        let mut engine = Int8::tiled(n, dim, items.bias(), params, |r, out| {
+            quantise_row(items.row(r), out)
+        })?;
+        engine.f32_rows = Some(items);
+        Ok(engine)
+    }
+
+    /// Scans an int8 item side with its own codes and scales (no re-quantisation) and
+    /// re-scores candidates from them: the model's vectors are `scale_r · c_r`, so the scores
+    /// are the model's up to f32 rounding, and the engine holds a quarter of an f32 copy.
+    pub fn from_quantised(rows: &QuantisedRows, params: Int8Params) -> Result<Self, EngineError> {
+        Int8::tiled(rows.n_rows(), rows.dim(), rows.bias(), params, |r, out| {
+            out.fill(0);
+            for (o, c) in out.iter_mut().zip(rows.codes(r)) {
+                *o = c;
+            }
+            rows.scale(r)
+        })
+    }
+
+    /// Lays out `n` rows of codes in tiles; `row_codes(r, out)` writes row `r`'s codes into
+    /// `out` (zero past `dim`) and returns its scale.
+    fn tiled(
+        n: usize,
+        dim: usize,
+        row_bias: &[f32],
+        params: Int8Params,
+        mut row_codes: impl FnMut(usize, &mut [i8]) -> f32,
+    ) -> Result<Self, EngineError> {
+        params.check(n)?;
+        let words = dim.div_ceil(WORD);
         let n_tiles = n.div_ceil(TILE);
         let mut codes = vec![OFFSET as u8; n_tiles * words * COLUMN];
         let mut scales = vec![f32::NAN; n_tiles * TILE];
         let mut bias = vec![0.0; n_tiles * TILE];
-        bias[..n].copy_from_slice(items.bias());
+        bias[..n].copy_from_slice(row_bias);
         let mut row = vec![0i8; words * WORD];
         for r in 0..n {
-            let scale = quantise_row(items.row(r), &mut row);
+            let scale = row_codes(r, &mut row);
             if r > 0 {
                 scales[r] = scale;
             }
@@ -141,13 +175,27 @@ impl Int8 {
             }
         }
         Ok(Int8 {
-            items,
+            n_rows: n,
+            dim,
+            f32_rows: None,
             codes,
             scales,
             bias,
             words,
             params,
         })
+    }
+
+    /// `scale_r · (c_r · query) + b_r` from the stored codes: the score of an int8 item side.
+    fn code_score(&self, query: &[f32], r: usize) -> f32 {
+        let tile = &self.codes[(r / TILE) * self.words * COLUMN..][..self.words * COLUMN];
+        let at = (r % TILE) * WORD;
+        let mut sum = 0.0f32;
+        for (d, &x) in query.iter().enumerate() {
+            let c = i32::from(tile[(d / WORD) * COLUMN + at + d % WORD]) - OFFSET;
+            sum += x * c as f32;
+        }
+        sum * self.scales[r] + self.bias[r]
     }
 
     /// Never more than the rows there are (the accumulator reserves this many slots).
@@ -157,12 +205,12 @@ impl Int8 {
             .saturating_mul(k)
             .max(self.params.rerank_min)
             .max(k)
-            .min(self.items.n_rows())
+            .min(self.n_rows)
     }
 
     /// Quantises a batch of queries into the kernels' form.
     fn prepare(&self, queries: &[f32]) -> Prepared {
-        let dim = self.items.dim();
+        let dim = self.dim;
         let batch = queries.len() / dim.max(1);
         let mut p = Prepared {
             words: Vec::with_capacity(batch * self.words),
@@ -223,7 +271,7 @@ impl Int8 {
         queries: &[f32],
         requests: &[Query<'_>],
     ) -> Vec<Vec<(u32, f32)>> {
-        let dim = self.items.dim();
+        let dim = self.dim;
         assert_eq!(
             queries.len(),
             requests.len() * dim,
@@ -237,12 +285,18 @@ impl Int8 {
             .zip(requests)
             .zip(queries.chunks_exact(dim))
             .map(|((acc, q), query)| {
-                rerank(
-                    &self.items,
-                    query,
-                    q,
-                    acc.into_sorted().into_iter().map(|p| p.0),
-                )
+                let candidates = acc.into_sorted().into_iter().map(|p| p.0);
+                match &self.f32_rows {
+                    Some(items) => rerank(items, query, q, candidates),
+                    None => {
+                        let mut best = TopK::new(q.k);
+                        for row in candidates {
+                            // Candidates come from the scan, which admits only allowed rows.
+                            best.push(row, self.code_score(query, row as usize));
+                        }
+                        best.into_sorted()
+                    }
+                }
             })
             .collect()
     }
@@ -258,8 +312,10 @@ impl Engine for Int8 {
     }
 
     fn bytes(&self) -> usize {
-        // The f32 matrix is kept for the exact re-rank.
-        self.codes.len() + 4 * (self.scales.len() + self.bias.len()) + self.items.bytes()
+        // An f32 item side is kept for the exact re-rank.
+        self.codes.len()
+            + 4 * (self.scales.len() + self.bias.len())
+            + self.f32_rows.as_ref().map_or(0, |m| m.bytes())
     }
 }
 
@@ -666,6 +722,59 @@ mod tests {
         for kernel in kernels() {
             assert_eq!(e.search_with(kernel, &queries, &reqs), first, "{kernel:?}");
         }
+    }
+
+    /// An int8 item side served from its own codes: the same rows as the engine over the
+    /// decoded f32 matrix, scores equal to the model's (`q · (scale_r · c_r) + b_r`) up to f32
+    /// rounding, and a quarter of the memory (no f32 copy).
+    #[test]
+    fn an_int8_item_side_is_served_from_its_codes() {
+        use crate::engine::{QuantisedRows, DTYPE_INT8};
+        for (n_rows, dim) in [(2, 1), (65, 13), (5000, 32), (3001, 7)] {
+            let f32_items = random_matrix(n_rows, dim, true, 21);
+            let file = f32_items.to_file_bytes(DTYPE_INT8).unwrap();
+            let rows = QuantisedRows::from_file_bytes(file, n_rows, dim, true).unwrap();
+            let decoded = Arc::new(rows.dequantise().unwrap());
+            let from_codes = Int8::from_quantised(&rows, Int8Params::default()).unwrap();
+            let from_f32 = Int8::new(Arc::clone(&decoded), Int8Params::default()).unwrap();
+            let batch = 16;
+            let queries = random_queries(batch, dim, 22);
+            let (ex, ks) = random_requests(batch, n_rows, 23);
+            let reqs: Vec<Query> = ex
+                .iter()
+                .zip(&ks)
+                .map(|(e, &k)| Query { k, exclude: e })
+                .collect();
+            for kernel in kernels() {
+                let got = from_codes.search_with(kernel, &queries, &reqs);
+                let want = from_f32.search_with(kernel, &queries, &reqs);
+                for (qi, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let query = &queries[qi * dim..(qi + 1) * dim];
+                    assert_eq!(g.len(), w.len(), "{n_rows}×{dim} query {qi}");
+                    for (&(row, score), &(_, exact)) in g.iter().zip(w) {
+                        assert!(!reqs[qi].excludes(row) && row != 0);
+                        let model = decoded.score(query, row as usize);
+                        let tol = 1e-5 * (1.0 + model.abs());
+                        assert!((score - model).abs() <= tol, "row {row}: {score} vs {model}");
+                        // Same ranks as the f32 re-rank, up to near-ties.
+                        assert!((score - exact).abs() <= 2.0 * tol, "{score} vs {exact}");
+                    }
+                }
+            }
+            let f32_bytes = 4 * n_rows * (dim + 1);
+            assert!(from_codes.bytes() < from_f32.bytes() && from_f32.bytes() >= f32_bytes);
+        }
+        // 5000 × 32: the codes-only engine holds about a quarter of the f32 matrix.
+        let items = random_matrix(5000, 32, true, 24);
+        let rows = QuantisedRows::from_file_bytes(
+            items.to_file_bytes(DTYPE_INT8).unwrap(),
+            5000,
+            32,
+            true,
+        )
+        .unwrap();
+        let e = Int8::from_quantised(&rows, Int8Params::default()).unwrap();
+        assert!(e.bytes() * 2 < items.bytes(), "{} vs {}", e.bytes(), items.bytes());
     }
 
     #[test]

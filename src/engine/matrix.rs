@@ -211,6 +211,114 @@ impl ItemMatrix {
     }
 }
 
+/// An int8 item file as stored (`items.i8`, [`DTYPE_INT8`]): row-major codes, one f32 scale
+/// per row, the biases. The model's item vectors *are* `scale_r · c_r`, so an engine that scans
+/// codes can keep these and no f32 copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantisedRows {
+    n_rows: usize,
+    dim: usize,
+    /// `[n_rows, dim]` codes as bytes (`c as u8`).
+    codes: Vec<u8>,
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+    has_bias: bool,
+}
+
+impl QuantisedRows {
+    /// Parses the file's bytes (layout: [`ItemMatrix::from_file_bytes`]), keeping the codes in
+    /// the buffer they came in; scales and biases must be finite.
+    pub fn from_file_bytes(
+        mut bytes: Vec<u8>,
+        n_rows: usize,
+        dim: usize,
+        has_bias: bool,
+    ) -> Result<Self, MatrixError> {
+        let want = ItemMatrix::file_len_of(DTYPE_INT8, n_rows, dim, has_bias)
+            .ok_or_else(|| MatrixError::Shape(format!("[{n_rows}, {dim}] overflows")))?;
+        if n_rows < 2 || dim == 0 || bytes.len() != want {
+            return Err(MatrixError::Shape(format!(
+                "file has {} bytes, int8 [{n_rows}, {dim}] + scales{} needs {want}",
+                bytes.len(),
+                if has_bias { " + bias" } else { "" }
+            )));
+        }
+        let floats: Vec<f32> = bytes[n_rows * dim..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        bytes.truncate(n_rows * dim);
+        bytes.shrink_to_fit();
+        let (scales, bias) = floats.split_at(n_rows);
+        let bias = if has_bias {
+            bias.to_vec()
+        } else {
+            vec![0.0; n_rows]
+        };
+        if let Some(row) = scales
+            .iter()
+            .zip(&bias)
+            .position(|(s, b)| !s.is_finite() || !b.is_finite())
+        {
+            return Err(MatrixError::NonFinite { row });
+        }
+        Ok(QuantisedRows {
+            n_rows,
+            dim,
+            codes: bytes,
+            scales: scales.to_vec(),
+            bias,
+            has_bias,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `r`'s codes.
+    pub fn codes(&self, r: usize) -> impl Iterator<Item = i8> + '_ {
+        self.codes[r * self.dim..(r + 1) * self.dim]
+            .iter()
+            .map(|&c| c as i8)
+    }
+
+    pub fn scale(&self, r: usize) -> f32 {
+        self.scales[r]
+    }
+
+    /// Per-row bias (zeros when the model has none).
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The f32 matrix these rows stand for (`c · scale`, as [`ItemMatrix::from_file_bytes`]
+    /// decodes an int8 file), for engines that scan f32.
+    pub fn dequantise(&self) -> Result<ItemMatrix, MatrixError> {
+        let vectors = (0..self.n_rows)
+            .flat_map(|r| {
+                let s = self.scales[r];
+                self.codes(r).map(move |c| c as f32 * s)
+            })
+            .collect();
+        ItemMatrix::new(
+            self.n_rows,
+            self.dim,
+            vectors,
+            self.has_bias.then(|| self.bias.clone()),
+        )
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.codes.len() + 4 * (self.scales.len() + self.bias.len())
+    }
+}
+
 /// Some rows of an item side, read from the file without decoding the rest: what a saved graph
 /// is checked against when the graph, not the matrix, will serve.
 #[derive(Debug, Clone, PartialEq)]
@@ -362,6 +470,33 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Int8 rows kept as stored stand for exactly the matrix the file decodes to.
+    #[test]
+    fn quantised_rows_dequantise_to_the_decoded_file() {
+        let (n_rows, dim) = (9, 5);
+        let vectors: Vec<f32> = (0..n_rows * dim).map(|i| (i as f32 * 0.71).cos()).collect();
+        for has_bias in [false, true] {
+            let bias = has_bias.then(|| (0..n_rows).map(|i| i as f32 * 0.3).collect());
+            let m = ItemMatrix::new(n_rows, dim, vectors.clone(), bias).unwrap();
+            let file = m.to_file_bytes(DTYPE_INT8).unwrap();
+            let decoded =
+                ItemMatrix::from_file_bytes(DTYPE_INT8, &file, n_rows, dim, has_bias).unwrap();
+            let rows = QuantisedRows::from_file_bytes(file.clone(), n_rows, dim, has_bias).unwrap();
+            assert_eq!(rows.dequantise().unwrap(), decoded);
+            assert_eq!(rows.bytes(), n_rows * dim + 8 * n_rows);
+            assert!(QuantisedRows::from_file_bytes(file[1..].to_vec(), n_rows, dim, has_bias)
+                .is_err());
+        }
+        let m = ItemMatrix::new(n_rows, dim, vectors, None).unwrap();
+        let mut file = m.to_file_bytes(DTYPE_INT8).unwrap();
+        let at = n_rows * dim + 4 * 2;
+        file[at..at + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert_eq!(
+            QuantisedRows::from_file_bytes(file, n_rows, dim, false),
+            Err(MatrixError::NonFinite { row: 2 })
+        );
+    }
 
     /// Rows read at their offsets in the file equal the rows of the whole decoded file, for
     /// both dtypes, with and without bias; a non-finite sampled row is refused.

@@ -28,7 +28,8 @@ pub use ann::{BuildProgress, IndexBytes};
 pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
 pub use ann::spot_check_rows;
 pub use matrix::{
-    dot, quantise_rows, ItemMatrix, MatrixError, RowSample, RowSampleError, DTYPE_F32, DTYPE_INT8,
+    dot, quantise_rows, ItemMatrix, MatrixError, QuantisedRows, RowSample, RowSampleError,
+    DTYPE_F32, DTYPE_INT8,
 };
 
 /// Engine settings as written in a manifest's `serving` section; every field has a default.
@@ -65,11 +66,13 @@ pub fn build(
     )
 }
 
-/// What an engine is built from: the whole item matrix, or — when a saved graph will serve and
-/// holds every vector — only the rows the graph is checked against.
+/// What an engine is built from: the whole item matrix; or — when a saved graph will serve and
+/// holds every vector — only the rows the graph is checked against; or an int8 item file's rows
+/// as stored, which the `int8` engine scans and re-scores without an f32 copy.
 pub enum ItemSource {
     Matrix(std::sync::Arc<ItemMatrix>),
     Sample(RowSample),
+    Quantised(QuantisedRows),
 }
 
 impl ItemSource {
@@ -77,6 +80,7 @@ impl ItemSource {
         match self {
             ItemSource::Matrix(m) => m.n_rows(),
             ItemSource::Sample(s) => s.n_rows(),
+            ItemSource::Quantised(q) => q.n_rows(),
         }
     }
 
@@ -84,6 +88,7 @@ impl ItemSource {
         match self {
             ItemSource::Matrix(m) => m.dim(),
             ItemSource::Sample(s) => s.dim(),
+            ItemSource::Quantised(q) => q.dim(),
         }
     }
 }
@@ -111,6 +116,10 @@ pub fn build_with(
             let sample = match items {
                 ItemSource::Matrix(m) => RowSample::from_matrix(&m, &spot_check_rows(m.n_rows())),
                 ItemSource::Sample(s) => s,
+                ItemSource::Quantised(q) => RowSample::from_matrix(
+                    &q.dequantise().map_err(|e| EngineError::Build(e.to_string()))?,
+                    &spot_check_rows(q.n_rows()),
+                ),
             };
             return Ok(Box::new(ann::Ann::from_bytes(
                 bytes,
@@ -118,7 +127,14 @@ pub fn build_with(
                 params.ann.clone(),
             )?));
         }
+        (ItemSource::Quantised(q), _) if kind == EngineKind::Int8 => {
+            return Ok(Box::new(int8::Int8::from_quantised(&q, params.int8.clone())?));
+        }
         (ItemSource::Matrix(m), _) => m,
+        (ItemSource::Quantised(q), _) => std::sync::Arc::new(
+            q.dequantise()
+                .map_err(|e| EngineError::Build(e.to_string()))?,
+        ),
         (ItemSource::Sample(_), _) => {
             return Err(EngineError::Build(format!(
                 "the {kind} engine needs the whole item matrix, not a sample of its rows"

@@ -101,14 +101,13 @@ pub fn load_version(dir: &Path, spec: LoadSpec) -> Result<LoadedModel, LoadError
         users,
         model_bytes,
         item_matrix,
-        item_sample,
+        item_source,
         ann_index,
         ..
     } = Bundle::load_reading(dir, &spec.limits, ItemRead::ForEngine(spec.engine))?;
-    let item_source = match (item_matrix, item_sample) {
-        (Some(m), _) => Some(ItemSource::Matrix(Arc::new(m))),
-        (None, Some(s)) => Some(ItemSource::Sample(s)),
-        (None, None) => None,
+    let item_source = match item_matrix {
+        Some(m) => Some(ItemSource::Matrix(Arc::new(m))),
+        None => item_source,
     };
     if manifest.name != spec.name {
         return Err(LoadError::WrongModel {
