@@ -18,7 +18,8 @@ use clap::Parser;
 use distilrec::bundle::{Bundle, Role};
 use distilrec::engine::synthetic::clustered_items;
 use distilrec::onnx::{
-    write_synthetic_bundle, write_synthetic_two_tower, Activation, MeanMlpWeights, ModelWeights,
+    write_synthetic_bundle, write_synthetic_two_tower, write_synthetic_two_tower_as, Activation,
+    MeanMlpWeights, ModelWeights, Precision,
 };
 
 #[derive(Parser)]
@@ -43,7 +44,8 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     clusters: usize,
     /// Which bundles to write (comma-separated): student (format 1), student-tt (two-tower),
-    /// teacher (format 1, MLP teacher shape).
+    /// student-tt-int8 (the same two-tower student exported int8: `items.i8` and an int8
+    /// encoder), teacher (format 1, MLP teacher shape).
     #[arg(
         long,
         value_delimiter = ',',
@@ -83,14 +85,27 @@ fn main() -> anyhow::Result<()> {
     };
     let wants = |what: &str| args.write.iter().any(|w| w == what);
     for w in &args.write {
-        if !["student", "student-tt", "teacher"].contains(&w.as_str()) {
-            bail!("--write: unknown bundle `{w}` (student, student-tt, teacher)");
+        if !["student", "student-tt", "student-tt-int8", "teacher"].contains(&w.as_str()) {
+            bail!("--write: unknown bundle `{w}` (student, student-tt, student-tt-int8, teacher)");
         }
     }
     let mut written = Vec::new();
     if wants("student-tt") {
         let name = format!("student{suffix}-tt");
         let dir = write_synthetic_two_tower(&args.out, &name, &student, Role::Student, None)?;
+        let params = ModelWeights::MeanMlp(student.clone()).parameter_count();
+        written.push((name, params, dir));
+    }
+    if wants("student-tt-int8") {
+        let name = format!("student{suffix}-tt-int8");
+        let dir = write_synthetic_two_tower_as(
+            &args.out,
+            &name,
+            &student,
+            Role::Student,
+            None,
+            Precision::Int8,
+        )?;
         let params = ModelWeights::MeanMlp(student.clone()).parameter_count();
         written.push((name, params, dir));
     }

@@ -18,9 +18,36 @@ WORK=${WORK:-/tmp/distilrec-bench-distill}
 OUT=docs/bench-runs/distill-scale.md
 mkdir -p "$WORK" docs/bench-runs
 
-cargo build --release --bin distill --example synth_log >&2
+cargo build --release --bin distill --bin distilrec --example synth_log -p distilrec >&2
+cargo build --release -p loadtest >&2
 BIN=target/release/distill
 GEN=target/release/examples/synth_log
+SERVER=target/release/distilrec
+LOADTEST=target/release/loadtest
+
+# Serves the student bundle a sampled run exported (its own engine, default flags) and loads it
+# open loop at SERVE_RATE (1,000) req/s for SERVE_SECONDS (20) with histories from the log:
+# writes $WORK/serve-<size>.json (the harness' report).
+serve() {
+  local size=$1 data=$2 models=$WORK/models-$1
+  [[ -d $models/bench-$size ]] || { echo "== $size: no student bundle to serve" >&2; return 0; }
+  local bodies=$WORK/bodies-$size.tsv srvlog=$WORK/serve-$size.log
+  # The first 200k interactions as user<TAB>item (histories grouped by user, most recent kept).
+  tail -n +2 "$data" | head -n 200000 | cut -d, -f1,2 | tr ',' '\t' > "$bodies"
+  RUST_LOG=info $SERVER --models "$models" --default-model "bench-$size" --addr 127.0.0.1:0 \
+    --poll-interval-ms 0 > "$srvlog" 2>&1 &
+  local pid=$! addr=""
+  for _ in $(seq 1200); do
+    addr=$(grep -o 'listening on [0-9.:]*' "$srvlog" | head -1 | sed 's/listening on //') || true
+    [[ -n $addr ]] && [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz") == 200 ]] && break
+    kill -0 $pid 2>/dev/null || { cat "$srvlog" >&2; echo "the server exited" >&2; return 1; }
+    sleep 0.5
+  done
+  $LOADTEST --url "http://$addr" --mode open --rate "${SERVE_RATE:-1000}" \
+    --duration "${SERVE_SECONDS:-20}" --warmup 3 --bodies "$bodies" --quiet \
+    --json-out "$WORK/serve-$size.json" --label "bench-$size" >&2 || true
+  kill $pid; wait $pid 2>/dev/null || true
+}
 
 log_for() {
   case "$1" in
@@ -49,6 +76,7 @@ for size in $SIZES; do
   /usr/bin/time -v -o "$WORK/time-$size.txt" \
     $BIN --data "$data" --models "$WORK/models-$size" --run-dir "$run" --name "bench-$size" ${DISTILL_ARGS:-} \
     2> >(tee "$WORK/log-$size.txt" >&2)
+  [[ $size == ml100k ]] || serve "$size" "$data"
 done
 
 python3 - "$WORK" "$OUT" $SIZES <<'EOF'
@@ -58,8 +86,14 @@ rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=Tru
 lines = [f"<!-- distill-scale:begin -->",
          f"## distill at catalogue scale ({datetime.datetime.utcnow():%Y-%m-%d}, build {rev}; `scripts/bench-distill.sh`)",
          "",
-         "| log | build | users | items | interactions | trainer | wall | peak RSS | planned peak | teacher test NDCG@10 | exported student (params, share of teacher) | student / teacher | gain over its no-KD twin | popularity |",
-         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+         "| log | build | users | items | interactions | trainer | wall | peak RSS | planned peak | teacher test NDCG@10 | exported student (params, share of teacher) | student / teacher | gain over its no-KD twin | popularity | student served: p99 at 1,000 req/s open loop (errors) |",
+         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+def served(size):
+    try:
+        j = json.load(open(f"{work}/serve-{size}.json"))
+    except OSError:
+        return "–"
+    return f"{j['latency_us']['p99']/1000:.2f} ms at {j['throughput_rps']:.0f}/s ({j['requests']['errors']})"
 details = []
 for size in sizes:
     t = open(f"{work}/time-{size}.txt").read()
@@ -80,7 +114,7 @@ for size in sizes:
         pop = models["popularity"]
         tn, kn, pn = teacher["test"]["ndcg@10"], kd["test"]["ndcg@10"], plain["test"]["ndcg@10"]
         planned = max(p["bytes"] for p in r["plan"]["phases"] if p["skipped"] is None)
-        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | sampled | {wall} | {rss/1e9:.2f} GB | {planned/1e9:.2f} GB | {tn:.4f} | `{kd['name']}` ({kd['parameters']}, {100*kd['parameters']/teacher['parameters']:.1f} %) | {100*kn/tn:.1f} % | {100*(kn/pn-1):+.1f} % | {pop['test']['ndcg@10']:.4f} |")
+        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | sampled | {wall} | {rss/1e9:.2f} GB | {planned/1e9:.2f} GB | {tn:.4f} | `{kd['name']}` ({kd['parameters']}, {100*kd['parameters']/teacher['parameters']:.1f} %) | {100*kn/tn:.1f} % | {100*(kn/pn-1):+.1f} % | {pop['test']['ndcg@10']:.4f} | {served(size)} |")
         details.append(f"\n### {size}: every model (test split, full ranking)\n")
         details.append("| model | params | test NDCG@10 | test Recall@10 | epochs (best) | seconds | notes |\n|---|---:|---:|---:|---:|---:|---|")
         for m in r["models"]:
@@ -91,7 +125,7 @@ for size in sizes:
             details.append(f"| {name} | {secs:.1f} |")
     else:
         ratios = r["main"]["ratios"]
-        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | dense | {wall} | {rss/1e9:.2f} GB | – | {ratios['teacher_test_ndcg10']:.4f} | `{ratios['kd_student']}` ({100*ratios['param_ratio']:.1f} %) | {100*ratios['ndcg_ratio']:.1f} % | {100*ratios['kd_gain']:+.1f} % | {ratios['popularity_test_ndcg10']:.4f} |")
+        lines.append(f"| {size} | {build} | {d['n_users']} | {d['n_items']} | {d['n_interactions']} | dense | {wall} | {rss/1e9:.2f} GB | – | {ratios['teacher_test_ndcg10']:.4f} | `{ratios['kd_student']}` ({100*ratios['param_ratio']:.1f} %) | {100*ratios['ndcg_ratio']:.1f} % | {100*ratios['kd_gain']:+.1f} % | {ratios['popularity_test_ndcg10']:.4f} | – |")
         details.append(f"\n### {size}: phases (dense trainer)\n\n| phase | seconds |\n|---|---:|")
         for p in r["phases"]:
             details.append(f"| {p['name']} | {p['seconds']:.1f} |")

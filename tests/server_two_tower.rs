@@ -170,10 +170,16 @@ fn an_int8_export_serves_close_to_its_f32_twin() {
     for (r, s) in &codes {
         assert!(*r > 0 && !ex.contains(r));
         if let Some((_, exact)) = q.iter().find(|(x, _)| x == r) {
-            assert!((s - exact).abs() <= 1e-4 * exact.abs().max(1.0), "row {r}: {s} vs {exact}");
+            assert!(
+                (s - exact).abs() <= 1e-4 * exact.abs().max(1.0),
+                "row {r}: {s} vs {exact}"
+            );
         }
     }
-    let common = codes.iter().filter(|(r, _)| q.iter().any(|(x, _)| x == r)).count();
+    let common = codes
+        .iter()
+        .filter(|(r, _)| q.iter().any(|(x, _)| x == r))
+        .count();
     assert!(common >= 9, "only {common} of the exact engine's top 10");
 }
 

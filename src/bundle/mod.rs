@@ -379,9 +379,14 @@ fn read_item_sample(
     let (path, _) = check_item_file(dir, side, n_rows, limits)?;
     let file = std::fs::File::open(&path).map_err(|e| BundleError::io(&path, e))?;
     let rows = spot_check_rows(n_rows);
-    RowSample::read(&side.dtype, n_rows, side.dim, side.has_bias, &rows, |at, buf| {
-        file.read_exact_at(buf, at)
-    })
+    RowSample::read(
+        &side.dtype,
+        n_rows,
+        side.dim,
+        side.has_bias,
+        &rows,
+        |at, buf| file.read_exact_at(buf, at),
+    )
     .map_err(|e| match e {
         RowSampleError::Io(e) => BundleError::io(&path, e),
         RowSampleError::Matrix(e) => BundleError::Inconsistent {

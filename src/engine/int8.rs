@@ -755,7 +755,10 @@ mod tests {
                         assert!(!reqs[qi].excludes(row) && row != 0);
                         let model = decoded.score(query, row as usize);
                         let tol = 1e-5 * (1.0 + model.abs());
-                        assert!((score - model).abs() <= tol, "row {row}: {score} vs {model}");
+                        assert!(
+                            (score - model).abs() <= tol,
+                            "row {row}: {score} vs {model}"
+                        );
                         // Same ranks as the f32 re-rank, up to near-ties.
                         assert!((score - exact).abs() <= 2.0 * tol, "{score} vs {exact}");
                     }
@@ -774,7 +777,12 @@ mod tests {
         )
         .unwrap();
         let e = Int8::from_quantised(&rows, Int8Params::default()).unwrap();
-        assert!(e.bytes() * 2 < items.bytes(), "{} vs {}", e.bytes(), items.bytes());
+        assert!(
+            e.bytes() * 2 < items.bytes(),
+            "{} vs {}",
+            e.bytes(),
+            items.bytes()
+        );
     }
 
     #[test]

@@ -368,7 +368,7 @@ impl RowSample {
                 DTYPE_F32 => {
                     let mut b = vec![0u8; 4 * dim];
                     read_at((4 * r * dim) as u64, &mut b)?;
-                    let v = b
+                    let v: Vec<f32> = b
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect();
@@ -378,7 +378,7 @@ impl RowSample {
                     let mut codes = vec![0u8; dim];
                     read_at((r * dim) as u64, &mut codes)?;
                     let scale = f32_at(&mut read_at, n_rows * dim + 4 * r)?;
-                    let v = codes.iter().map(|&c| c as i8 as f32 * scale).collect();
+                    let v: Vec<f32> = codes.iter().map(|&c| c as i8 as f32 * scale).collect();
                     (v, n_rows * dim + 4 * n_rows)
                 }
                 _ => return Err(MatrixError::Shape(format!("unknown dtype `{dtype}`")).into()),
@@ -388,7 +388,7 @@ impl RowSample {
             } else {
                 0.0
             };
-            if !bias.is_finite() || vector.iter().any(|v: &f32| !v.is_finite()) {
+            if !bias.is_finite() || vector.iter().any(|v| !v.is_finite()) {
                 return Err(MatrixError::NonFinite { row: r }.into());
             }
             out.push((r, vector, bias));
@@ -485,8 +485,9 @@ mod tests {
             let rows = QuantisedRows::from_file_bytes(file.clone(), n_rows, dim, has_bias).unwrap();
             assert_eq!(rows.dequantise().unwrap(), decoded);
             assert_eq!(rows.bytes(), n_rows * dim + 8 * n_rows);
-            assert!(QuantisedRows::from_file_bytes(file[1..].to_vec(), n_rows, dim, has_bias)
-                .is_err());
+            assert!(
+                QuantisedRows::from_file_bytes(file[1..].to_vec(), n_rows, dim, has_bias).is_err()
+            );
         }
         let m = ItemMatrix::new(n_rows, dim, vectors, None).unwrap();
         let mut file = m.to_file_bytes(DTYPE_INT8).unwrap();
@@ -511,15 +512,19 @@ mod tests {
                 .unwrap();
             for dtype in [DTYPE_F32, DTYPE_INT8] {
                 let file = m.to_file_bytes(dtype).unwrap();
-                let decoded = ItemMatrix::from_file_bytes(dtype, &file, n_rows, dim, has_bias)
-                    .unwrap();
+                let decoded =
+                    ItemMatrix::from_file_bytes(dtype, &file, n_rows, dim, has_bias).unwrap();
                 let read = RowSample::read(dtype, n_rows, dim, has_bias, &rows, |at, buf| {
                     let at = at as usize;
                     buf.copy_from_slice(&file[at..at + buf.len()]);
                     Ok(())
                 })
                 .unwrap();
-                assert_eq!(read, RowSample::from_matrix(&decoded, &rows), "{dtype} {has_bias}");
+                assert_eq!(
+                    read,
+                    RowSample::from_matrix(&decoded, &rows),
+                    "{dtype} {has_bias}"
+                );
             }
         }
         let mut bad = vectors.clone();
@@ -530,7 +535,10 @@ mod tests {
             buf.copy_from_slice(&file[at..at + buf.len()]);
             Ok(())
         });
-        assert!(matches!(read, Err(RowSampleError::Matrix(MatrixError::NonFinite { row: 3 }))));
+        assert!(matches!(
+            read,
+            Err(RowSampleError::Matrix(MatrixError::NonFinite { row: 3 }))
+        ));
     }
 
     #[test]

@@ -24,9 +24,9 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
+pub use ann::spot_check_rows;
 pub use ann::{BuildProgress, IndexBytes};
 pub use contract::{exclusion_list, Engine, EngineError, EngineKind, Query, MAX_EF};
-pub use ann::spot_check_rows;
 pub use matrix::{
     dot, quantise_rows, ItemMatrix, MatrixError, QuantisedRows, RowSample, RowSampleError,
     DTYPE_F32, DTYPE_INT8,
@@ -69,6 +69,7 @@ pub fn build(
 /// What an engine is built from: the whole item matrix; or — when a saved graph will serve and
 /// holds every vector — only the rows the graph is checked against; or an int8 item file's rows
 /// as stored, which the `int8` engine scans and re-scores without an f32 copy.
+#[derive(Debug, Clone)]
 pub enum ItemSource {
     Matrix(std::sync::Arc<ItemMatrix>),
     Sample(RowSample),
@@ -117,7 +118,8 @@ pub fn build_with(
                 ItemSource::Matrix(m) => RowSample::from_matrix(&m, &spot_check_rows(m.n_rows())),
                 ItemSource::Sample(s) => s,
                 ItemSource::Quantised(q) => RowSample::from_matrix(
-                    &q.dequantise().map_err(|e| EngineError::Build(e.to_string()))?,
+                    &q.dequantise()
+                        .map_err(|e| EngineError::Build(e.to_string()))?,
                     &spot_check_rows(q.n_rows()),
                 ),
             };
@@ -128,7 +130,10 @@ pub fn build_with(
             )?));
         }
         (ItemSource::Quantised(q), _) if kind == EngineKind::Int8 => {
-            return Ok(Box::new(int8::Int8::from_quantised(&q, params.int8.clone())?));
+            return Ok(Box::new(int8::Int8::from_quantised(
+                &q,
+                params.int8.clone(),
+            )?));
         }
         (ItemSource::Matrix(m), _) => m,
         (ItemSource::Quantised(q), _) => std::sync::Arc::new(

@@ -442,9 +442,18 @@ mod tests {
         let sampler = Sampler::new(&[1; 200], 64, 0.75);
         let start = tower();
         // lr 0: no step changes anything, so no epoch can score higher than the start.
-        let (out, fit) = fit(start.clone(), &split, &sampler, &opts(0.0, 5, true), None, "t");
+        let (out, fit) = fit(
+            start.clone(),
+            &split,
+            &sampler,
+            &opts(0.0, 5, true),
+            None,
+            "t",
+        );
         assert_eq!(fit.best_epoch, 0);
-        let s = fit.start_ndcg.expect("a warm start is evaluated before training");
+        let s = fit
+            .start_ndcg
+            .expect("a warm start is evaluated before training");
         assert!(fit.curve.iter().all(|&n| n == s), "{:?} vs {s}", fit.curve);
         // Early stopping may stop from the first epoch on (patience 2 → 2 epochs, not 10).
         assert_eq!(fit.epochs, 2);

@@ -457,9 +457,7 @@ fn kd_student(
             tracing::warn!(student = %name, problems = %still.join("; "), "KD did not help this student");
             // Warm-started and merely not improved, the student is its twin: KD did not help
             // but did not hurt either.
-            let hurt = !warm
-                || chosen.fit.diverged
-                || chosen.valid.ndcg10() < twin.valid.ndcg10();
+            let hurt = !warm || chosen.fit.diverged || chosen.valid.ndcg10() < twin.valid.ndcg10();
             let label = if hurt { "KD HURT" } else { "KD DID NOT HELP" };
             chosen
                 .flags
