@@ -468,7 +468,9 @@ mod tests {
         let sampler = Sampler::new(&[1; 200], 64, 0.75);
         let (twin, twin_fit) = fit(tower(), &split, &sampler, &opts(5e-3, 12, false), None, "t");
         let best = twin_fit.curve[twin_fit.best_epoch - 1];
-        assert!(best > 0.3, "the clustered log is learnable: {best}");
+        // A model that knows each user's cluster ranks the held-out item among the cluster's
+        // 40 unseen items (NDCG@10 ≈ 0.12); one that does not, among 190 (≈ 0.02).
+        assert!(best > 0.08, "the clustered log is learnable: {best}");
         assert!(twin_fit.start_ndcg.is_none());
         let (_, warm) = fit(twin, &split, &sampler, &opts(5e-3, 6, true), None, "t");
         assert_eq!(warm.start_ndcg, Some(best));
