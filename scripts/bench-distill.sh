@@ -33,7 +33,7 @@ serve() {
   [[ -d $models/bench-$size ]] || { echo "== $size: no student bundle to serve" >&2; return 0; }
   local bodies=$WORK/bodies-$size.tsv srvlog=$WORK/serve-$size.log
   # The first 200k interactions as user<TAB>item (histories grouped by user, most recent kept).
-  tail -n +2 "$data" | head -n 200000 | cut -d, -f1,2 | tr ',' '\t' > "$bodies"
+  awk -F, 'NR > 200001 { exit } NR > 1 { print $1 "\t" $2 }' "$data" > "$bodies"
   RUST_LOG=info $SERVER --models "$models" --default-model "bench-$size" --addr 127.0.0.1:0 \
     --poll-interval-ms 0 > "$srvlog" 2>&1 &
   local pid=$! addr=""

@@ -341,14 +341,15 @@ pub fn run(
                 })
                 .expect("at least one student width")
         });
-    // A width where KD hurt exports its no-KD twin when the twin is better on validation.
+    // A width where KD hurt or did not help exports its no-KD twin when the twin is at least as
+    // good on validation (a KD student no epoch improved is its twin's weights).
     let (student, kd_settings_out) = if kd_models[chosen]
         .flags
         .iter()
-        .any(|f| f.contains("KD HURT"))
-        && plain[chosen].valid.ndcg10() > kd_models[chosen].valid.ndcg10()
+        .any(|f| f.contains("KD HURT") || f.contains("KD DID NOT HELP"))
+        && plain[chosen].valid.ndcg10() >= kd_models[chosen].valid.ndcg10()
     {
-        tracing::warn!(student = %plain[chosen].name, "KD hurt at this width: its no-KD twin is exported");
+        tracing::warn!(student = %plain[chosen].name, "KD did not help at this width: its no-KD twin is exported");
         (&plain[chosen], None)
     } else {
         (&kd_models[chosen], Some(&kd_settings))
