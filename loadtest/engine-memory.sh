@@ -10,13 +10,14 @@
 # The `ann` rows use a graph saved with `distilrec index` (the rollout path). Every server runs
 # alone on the machine. Results: $OUT/engine-memory.md.
 #
-# Knobs: SIZES, OUT (bench-out/engine-memory), MODELS (repository holding the trained student
-# whose architecture is copied, default models/).
+# Knobs: SIZES, ENGINES (default "exact int8 ann"), OUT (bench-out/engine-memory), MODELS
+# (repository holding the trained student whose architecture is copied, default models/).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZES=${SIZES:-"100000 1000000"}
+ENGINES=${ENGINES:-"exact int8 ann"}
 OUT=${OUT:-$ROOT/bench-out/engine-memory}
 MODELS=${MODELS:-$ROOT/models}
 if [[ -z ${BENCH_LOCKED:-} ]]; then
@@ -62,7 +63,7 @@ measure() {
     echo "$rss $hwm $load_s $status"
 }
 
-{
+[[ -s $REPORT ]] || {
     echo "# Server memory per engine ($(date -u +%Y-%m-%d), build $(git rev-parse --short HEAD))"
     echo
     echo "Command: \`loadtest/engine-memory.sh\` (SIZES=\"$SIZES\"). One server at a time, the bundle"
@@ -84,7 +85,7 @@ for items in $SIZES; do
     for name in $(ls "$synth"); do
         file=f32
         [[ $name == *-int8 ]] && file=int8
-        for engine in exact int8 ann; do
+        for engine in $ENGINES; do
             repo=$OUT/repo
             rm -rf "$repo"; mkdir -p "$repo/$name"
             cp -r "$synth/$name/1" "$repo/$name/1"
