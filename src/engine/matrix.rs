@@ -127,25 +127,13 @@ impl ItemMatrix {
         if dtype == DTYPE_F32 {
             return Self::from_le_bytes(bytes, n_rows, dim, has_bias);
         }
-        if bytes.len() != want {
-            return Err(MatrixError::Shape(format!(
-                "file has {} bytes, int8 [{n_rows}, {dim}] + scales{} needs {want}",
-                bytes.len(),
-                if has_bias { " + bias" } else { "" }
-            )));
-        }
-        let (codes, rest) = bytes.split_at(n_rows * dim);
-        let floats: Vec<f32> = rest
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let (scales, bias) = floats.split_at(n_rows);
+        let (codes, scales, bias) = split_int8(bytes, want, n_rows, dim, has_bias)?;
         let vectors = codes
             .chunks_exact(dim)
-            .zip(scales)
+            .zip(&scales)
             .flat_map(|(row, &s)| row.iter().map(move |&c| c as i8 as f32 * s))
             .collect();
-        Self::new(n_rows, dim, vectors, has_bias.then(|| bias.to_vec()))
+        Self::new(n_rows, dim, vectors, bias)
     }
 
     /// The item file of `dtype` (see [`ItemMatrix::from_file_bytes`]); `None` for an unknown
@@ -236,25 +224,15 @@ impl QuantisedRows {
     ) -> Result<Self, MatrixError> {
         let want = ItemMatrix::file_len_of(DTYPE_INT8, n_rows, dim, has_bias)
             .ok_or_else(|| MatrixError::Shape(format!("[{n_rows}, {dim}] overflows")))?;
-        if n_rows < 2 || dim == 0 || bytes.len() != want {
+        if n_rows < 2 || dim == 0 {
             return Err(MatrixError::Shape(format!(
-                "file has {} bytes, int8 [{n_rows}, {dim}] + scales{} needs {want}",
-                bytes.len(),
-                if has_bias { " + bias" } else { "" }
+                "needs at least 2 rows and 1 dimension, got [{n_rows}, {dim}]"
             )));
         }
-        let floats: Vec<f32> = bytes[n_rows * dim..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let (_, scales, bias) = split_int8(&bytes, want, n_rows, dim, has_bias)?;
+        let bias = bias.unwrap_or_else(|| vec![0.0; n_rows]);
         bytes.truncate(n_rows * dim);
         bytes.shrink_to_fit();
-        let (scales, bias) = floats.split_at(n_rows);
-        let bias = if has_bias {
-            bias.to_vec()
-        } else {
-            vec![0.0; n_rows]
-        };
         if let Some(row) = scales
             .iter()
             .zip(&bias)
@@ -266,7 +244,7 @@ impl QuantisedRows {
             n_rows,
             dim,
             codes: bytes,
-            scales: scales.to_vec(),
+            scales,
             bias,
             has_bias,
         })
@@ -317,6 +295,33 @@ impl QuantisedRows {
     pub fn bytes(&self) -> usize {
         self.codes.len() + 4 * (self.scales.len() + self.bias.len())
     }
+}
+
+/// An int8 item file's parts: codes, row scales, biases (`None` without bias).
+type Int8Parts<'a> = (&'a [u8], Vec<f32>, Option<Vec<f32>>);
+
+/// Splits an int8 item file ([`ItemMatrix::from_file_bytes`]) of `want` bytes into its parts.
+fn split_int8(
+    bytes: &[u8],
+    want: usize,
+    n_rows: usize,
+    dim: usize,
+    has_bias: bool,
+) -> Result<Int8Parts<'_>, MatrixError> {
+    if bytes.len() != want {
+        return Err(MatrixError::Shape(format!(
+            "file has {} bytes, int8 [{n_rows}, {dim}] + scales{} needs {want}",
+            bytes.len(),
+            if has_bias { " + bias" } else { "" }
+        )));
+    }
+    let (codes, rest) = bytes.split_at(n_rows * dim);
+    let mut scales: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let bias = has_bias.then(|| scales.split_off(n_rows));
+    Ok((codes, scales, bias))
 }
 
 /// Some rows of an item side, read from the file without decoding the rest: what a saved graph
