@@ -14,6 +14,7 @@
 # Results: $OUT/scale.md (and the raw files next to it).
 #
 # Knobs: ITEMS (default 1000000), RATE (2000), DURATION (30), PLAIN=0 (skip step 3),
+# BUNDLE (student-tt, default: f32 items and encoder; student-tt-int8: the int8 export),
 # OUT (bench-out/scale), MODELS
 # (repository holding the trained student whose architecture is copied, default models/).
 set -euo pipefail
@@ -23,6 +24,7 @@ ROOT=$PWD
 ITEMS=${ITEMS:-1000000}
 RATE=${RATE:-2000}
 DURATION=${DURATION:-30}
+BUNDLE=${BUNDLE:-student-tt}
 OUT=${OUT:-$ROOT/bench-out/scale}
 MODELS=${MODELS:-$ROOT/models}
 PORT=${PORT:-18090}
@@ -42,12 +44,13 @@ cargo build --release -p loadtest --bin loadtest
 
 student=$MODELS/ml100k/$(ls "$MODELS/ml100k" | grep -E '^[0-9]+$' | sort -n | tail -1)
 synth=$OUT/synth
-name=student$(( ITEMS / 1000 ))k-tt
-(( ITEMS % 1000000 == 0 )) && name=student$(( ITEMS / 1000000 ))m-tt
+size=$(( ITEMS / 1000 ))k
+(( ITEMS % 1000000 == 0 )) && size=$(( ITEMS / 1000000 ))m
+name=${BUNDLE/student/student$size}
 if [[ ! -d $synth/$name/1 ]]; then
     rm -rf "$synth"; mkdir -p "$synth"
     log "writing the synthetic $ITEMS-item student"
-    "$BIN/examples/synth_bundles" --out "$synth" --items "$ITEMS" --write student-tt \
+    "$BIN/examples/synth_bundles" --out "$synth" --items "$ITEMS" --write "$BUNDLE" \
         --student-bundle "$student" >"$OUT/synth.txt"
 fi
 plain=$OUT/staging/plain indexed=$OUT/staging/indexed
@@ -59,7 +62,9 @@ t0=$(now)
 "$BIN/distilrec" index "$indexed" >"$OUT/index.txt"
 index_s=$(echo "$(now) - $t0" | bc)
 index_bytes=$(stat -c %s "$indexed/index.usearch")
-vector_bytes=$(stat -c %s "$indexed/items.f32")
+item_file=$indexed/items.f32
+[[ -f $item_file ]] || item_file=$indexed/items.i8
+vector_bytes=$(stat -c %s "$item_file")
 
 SERVER_PID=
 stop_server() {
@@ -135,11 +140,11 @@ if [[ ${PLAIN:-1} != 0 ]]; then
     stop_server
 fi
 
-python3 - "$OUT" "$ITEMS" "$RATE" "$DURATION" "$index_s" "$index_bytes" "$vector_bytes" \
+python3 - "$OUT" "$name" "$ITEMS" "$RATE" "$DURATION" "$index_s" "$index_bytes" "$vector_bytes" \
     "$live_indexed" "$graph_indexed" "$rss_indexed" "$hwm_indexed" "$live_plain" "$rss_plain" "$hwm_plain" \
     >"$REPORT" <<'EOF'
 import json, sys
-(out, items, rate, duration, index_s, index_bytes, vector_bytes, live_i, graph_i, rss_i, hwm_i,
+(out, name, items, rate, duration, index_s, index_bytes, vector_bytes, live_i, graph_i, rss_i, hwm_i,
  live_p, rss_p, hwm_p) = sys.argv[1:]
 mb = lambda b: int(b) / 2**20
 load = json.load(open(f"{out}/load-indexed.json"))
@@ -149,10 +154,10 @@ errors = load["requests"]["errors"]
 achieved = load["throughput_rps"]
 prog = [l.split(" ", 1) for l in open(f"{out}/progress-plain.txt") if "rows_indexed" in l]
 raw = mb(index_bytes)
-print(f"# {int(items):,} items, d 64, `--engine ann`, default flags\n")
-print("Command: `loadtest/scale.sh` (ITEMS, RATE, DURATION in the environment).\n")
+print(f"# {int(items):,} items, d 64, `--engine ann`, default flags, bundle `{name}`\n")
+print("Command: `loadtest/scale.sh` (ITEMS, RATE, DURATION, BUNDLE in the environment).\n")
 print(f"- `distilrec index`: {float(index_s):.1f} s; index.usearch {raw:.0f} MB "
-      f"(vectors and links; items.f32 alone {mb(vector_bytes):.0f} MB)")
+      f"(vectors and links; the bundle's item file alone {mb(vector_bytes):.0f} MB)")
 print(f"- with the saved index (graph `{graph_i}`): live {float(live_i):.2f} s after the version's directory was moved in; "
       f"RSS {rss_i} MB (peak {hwm_i} MB) = {int(rss_i) / raw:.2f}× the index file "
       f"(peak {int(hwm_i) / raw:.2f}×)")

@@ -65,10 +65,18 @@ def main():
             raw = f.read()
         if hashlib.sha256(raw).hexdigest() != side["sha256"]:
             fail(f"{side['file']} does not match its sha256")
-        flat = np.frombuffer(raw, dtype="<f4")
         d = side["dim"]
-        items = flat[: n_rows * d].reshape(n_rows, d)
-        bias = flat[n_rows * d :] if side["has_bias"] else np.zeros(n_rows, dtype=np.float32)
+        if side.get("dtype") == "int8_row_scaled":
+            # int8 codes [n_rows, d], then f32 scales [n_rows] (and biases [n_rows]).
+            codes = np.frombuffer(raw[: n_rows * d], dtype=np.int8).reshape(n_rows, d)
+            flat = np.frombuffer(raw[n_rows * d :], dtype="<f4")
+            items = codes.astype(np.float32) * flat[:n_rows, None]
+            flat = flat[n_rows:]
+            bias = flat if side["has_bias"] else np.zeros(n_rows, dtype=np.float32)
+        else:
+            flat = np.frombuffer(raw, dtype="<f4")
+            items = flat[: n_rows * d].reshape(n_rows, d)
+            bias = flat[n_rows * d :] if side["has_bias"] else np.zeros(n_rows, dtype=np.float32)
         if bias.shape != (n_rows,):
             fail(f"{side['file']} has {flat.size} floats, expected {n_rows} x {d} (+ bias)")
 

@@ -100,6 +100,14 @@ fn decoded_size_bounds_the_peak_of_parsing() {
             text.len()
         );
         assert!(peak <= estimate, "items, {what}: {peak} > {estimate}");
+        // The vocabulary is compact: past its text, a few dozen bytes per row (offsets and an
+        // index slot), not a string allocation per id, title and index key.
+        let rows = vocab.n_rows() as u64;
+        assert!(
+            peak <= text.len() as u64 + 40 * rows + 4096,
+            "items, {what}: {peak} B for {rows} rows of {} B of text",
+            text.len()
+        );
         drop(vocab);
     }
     let history = |n: usize| {

@@ -11,8 +11,8 @@ use distilrec::bundle::{Bundle, Role};
 
 mod python_support;
 use distilrec::onnx::{
-    bundle_scores, write_synthetic_bundle, write_synthetic_two_tower, Activation, EaseWeights,
-    MeanMlpWeights, ModelWeights,
+    bundle_scores, write_synthetic_bundle, write_synthetic_two_tower, write_synthetic_two_tower_as,
+    Activation, EaseWeights, MeanMlpWeights, ModelWeights, Precision,
 };
 use python_support::python;
 
@@ -101,4 +101,30 @@ fn onnxruntime_agrees_on_two_tower_bundles() {
         let dir = write_synthetic_two_tower(repo.path(), name, &w, Role::Student, None).unwrap();
         check_bundle(&python, &dir, &histories(w.n_rows as u32));
     }
+}
+
+/// The int8 export: its encoder gathers int8 embedding rows and dequantises them in the graph,
+/// and its item side is `items.i8`; onnxruntime and numpy compute what tract and the server do.
+#[test]
+fn onnxruntime_agrees_on_int8_two_tower_bundles() {
+    let Some(python) = python(
+        "onnx_runtime_parity",
+        "scripts/onnx_check.py with onnx + onnxruntime",
+    ) else {
+        return;
+    };
+    let repo = tempfile::tempdir().unwrap();
+    let w = MeanMlpWeights::random(101, 8, &[16, 12], 7);
+    let dir = write_synthetic_two_tower_as(
+        repo.path(),
+        "tt-int8",
+        &w,
+        Role::Student,
+        None,
+        Precision::Int8,
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert!(manifest.contains("items.i8"), "{manifest}");
+    check_bundle(&python, &dir, &histories(w.n_rows as u32));
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::BuildHasher as _;
 use std::path::Path;
 
 use super::error::BundleError;
@@ -51,7 +52,7 @@ const fn alloc_size(len: u64) -> u64 {
 /// its buckets, a power of two, so it may hold 16/7 buckets per entry, each an entry and a
 /// control byte.
 const fn table_slot(entry: u64) -> u64 {
-    (entry + 1) * 16 / 7
+    ((entry + 1) * 16).div_ceil(7)
 }
 
 /// What a file's tables cost whatever their rows: a small table's minimum of 4 or 8 buckets
@@ -60,88 +61,165 @@ const FILE_BASE: u64 = 1024;
 
 /// Upper estimate of the memory the text of `items.tsv` or `users.tsv` decodes to (64-bit),
 /// counted on the text without allocating: the bundle caps bound this rather than the file
-/// size, since a short row costs over 10× more parsed than on disk. It bounds the peak of parsing
-/// too (the temporaries of [`ItemVocab::parse`] are smaller than the index built after them),
-/// under glibc and mimalloc alike (`tests/bundle_memory.rs` measures it). Each non-empty line
-/// but the header is a row; `FILE_BASE` is added once.
+/// size, since a short row can cost several times more parsed than on disk. It bounds the peak
+/// of parsing too (parsing sizes every buffer once), under glibc and mimalloc alike
+/// (`tests/bundle_memory.rs` measures it). Each non-empty line but the header is a row;
+/// `FILE_BASE` is added once.
 ///
-/// - `items.tsv`, per row: 123 bytes + 2 allocations of the id + one of the title (if any),
-///   each `alloc_size`. The 123 are the row's `String` in `ids` (24), its `Option<String>`
-///   in `titles` (24) and its slot in the id → row table (`table_slot` of a 32-byte
-///   `(String, u32)`: 75); the id is held twice, as row and as key.
+/// - `items.tsv`: per row, 28 bytes (the ends of its id and title, 8 each, and its slot in the
+///   id → row table: `table_slot` of a 4-byte row number) and the bytes of its id and title,
+///   held once each in two shared buffers (`alloc_size` of each buffer's total).
 /// - `users.tsv`, per row: 112 bytes (the user's slot: `table_slot` of a 48-byte
 ///   `(String, Vec<u32>)`) + an allocation of the user id + one of 4 bytes per history row
 ///   kept. History rows are the commas + 1 (empty ones are skipped when parsed, so this may
 ///   count more), at most `max_history`; a repeated user id is counted once per line.
 pub fn decoded_size(file: TableFile, text: &str) -> u64 {
-    let per_row = |line: &str| -> u64 {
-        match file {
-            TableFile::Items => {
+    let rows = text.lines().skip(1).filter(|l| !l.is_empty());
+    match file {
+        TableFile::Items => {
+            let (mut fixed, mut ids, mut titles) = (FILE_BASE, 0u64, 0u64);
+            for line in rows {
                 let mut cols = line.splitn(3, '\t').skip(1);
-                let id = cols.next().unwrap_or("").len() as u64;
-                let title = cols.next().unwrap_or("").len() as u64;
-                let title = if title == 0 { 0 } else { alloc_size(title) };
-                2 * 24 + table_slot(32) + 2 * alloc_size(id) + title
+                ids = ids.saturating_add(cols.next().unwrap_or("").len() as u64);
+                titles = titles.saturating_add(cols.next().unwrap_or("").len() as u64);
+                fixed = fixed.saturating_add(2 * 8 + table_slot(4));
             }
-            TableFile::Users { max_history } => {
+            fixed
+                .saturating_add(alloc_size(ids))
+                .saturating_add(alloc_size(titles))
+        }
+        TableFile::Users { max_history } => rows
+            .map(|line| {
                 let (user, history) = line.split_once('\t').unwrap_or((line, ""));
                 let rows = history.bytes().filter(|&b| b == b',').count() + 1;
                 let kept = rows.min(max_history) as u64;
                 table_slot(48) + alloc_size(user.len() as u64) + alloc_size(4 * kept)
-            }
-        }
-    };
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .map(per_row)
-        .fold(FILE_BASE, u64::saturating_add)
+            })
+            .fold(FILE_BASE, u64::saturating_add),
+    }
 }
 
 /// Vocabulary: row index ↔ external item id (+ optional title). Row 0 is padding.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Ids and titles live in one buffer each, found by their end offsets, and the id → row index
+/// stores row numbers only (the key is read back from the buffer): at most 28 bytes per row
+/// beyond the text itself. A `String` per id, title and index key cost several times that: the
+/// server on a 1M-item catalogue held 99 MB more (`loadtest/engine-memory.sh`, `exact`).
+#[derive(Clone)]
 pub struct ItemVocab {
-    ids: Vec<String>,
-    titles: Vec<Option<String>>,
-    index: IdMap<u32>,
+    id_text: String,
+    /// End of row r's id in `id_text` (its start is the previous row's end).
+    id_ends: Vec<usize>,
+    title_text: String,
+    /// End of row r's title in `title_text`; an empty title is no title.
+    title_ends: Vec<usize>,
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl std::fmt::Debug for ItemVocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemVocab")
+            .field("n_rows", &self.n_rows())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ItemVocab {
+    fn eq(&self, other: &Self) -> bool {
+        self.n_rows() == other.n_rows()
+            && (0..self.n_rows())
+                .all(|r| self.id(r) == other.id(r) && self.title(r) == other.title(r))
+    }
+}
+
+/// Rows and text bytes of a vocabulary, to size its buffers once.
+#[derive(Default)]
+struct VocabSize {
+    rows: usize,
+    id_bytes: usize,
+    title_bytes: usize,
 }
 
 impl ItemVocab {
-    /// Builds a vocabulary from the items of rows 1..; row 0 (`[PAD]`) is added here.
+    /// Builds a vocabulary from the items of rows 1..; row 0 (`[PAD]`) is added here. An id
+    /// given twice maps to its last row.
     pub fn new(items: Vec<(String, Option<String>)>) -> Self {
-        let mut ids = Vec::with_capacity(items.len() + 1);
-        let mut titles = Vec::with_capacity(items.len() + 1);
-        ids.push(PAD_TOKEN.to_string());
-        titles.push(None);
-        for (id, title) in items {
-            ids.push(id);
-            titles.push(title);
+        let size = VocabSize {
+            rows: items.len() + 1,
+            id_bytes: PAD_TOKEN.len() + items.iter().map(|(id, _)| id.len()).sum::<usize>(),
+            title_bytes: items
+                .iter()
+                .map(|(_, t)| t.as_deref().map_or(0, str::len))
+                .sum(),
+        };
+        let mut vocab = ItemVocab::with_size(&size);
+        for (id, title) in &items {
+            vocab.push(id, title.as_deref().unwrap_or(""));
         }
-        let index = ids
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(row, id)| (id.clone(), row as u32))
-            .collect();
-        ItemVocab { ids, titles, index }
+        vocab
+    }
+
+    /// The padding row alone, with room for `size`.
+    fn with_size(size: &VocabSize) -> Self {
+        let mut vocab = ItemVocab {
+            id_text: String::with_capacity(size.id_bytes),
+            id_ends: Vec::with_capacity(size.rows),
+            title_text: String::with_capacity(size.title_bytes),
+            title_ends: Vec::with_capacity(size.rows),
+            index: hashbrown::HashTable::with_capacity(size.rows.saturating_sub(1)),
+            hasher: Default::default(),
+        };
+        vocab.id_text.push_str(PAD_TOKEN);
+        vocab.id_ends.push(vocab.id_text.len());
+        vocab.title_ends.push(0);
+        vocab
+    }
+
+    /// Appends a row; returns whether its id was new (a repeated id now maps to this row).
+    fn push(&mut self, id: &str, title: &str) -> bool {
+        let row = self.id_ends.len() as u32;
+        self.id_text.push_str(id);
+        self.id_ends.push(self.id_text.len());
+        self.title_text.push_str(title);
+        self.title_ends.push(self.title_text.len());
+        let hash = self.hasher.hash_one(id);
+        let (id_text, id_ends, hasher) = (&self.id_text, &self.id_ends, &self.hasher);
+        let key = |r: u32| &id_text[span(id_ends, r as usize)];
+        match self
+            .index
+            .entry(hash, |&r| key(r) == id, |&r| hasher.hash_one(key(r)))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                *e.get_mut() = row;
+                false
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(row);
+                true
+            }
+        }
     }
 
     /// Rows including the padding row.
     pub fn n_rows(&self) -> usize {
-        self.ids.len()
+        self.id_ends.len()
     }
 
     /// Vocabulary row of an external item id; `None` for unknown ids and for `[PAD]`.
     pub fn row(&self, id: &str) -> Option<u32> {
-        self.index.get(id).copied()
+        let hash = self.hasher.hash_one(id);
+        self.index
+            .find(hash, |&r| self.id(r as usize) == id)
+            .copied()
     }
 
     pub fn id(&self, row: usize) -> &str {
-        &self.ids[row]
+        &self.id_text[span(&self.id_ends, row)]
     }
 
     pub fn title(&self, row: usize) -> Option<&str> {
-        self.titles[row].as_deref()
+        Some(&self.title_text[span(&self.title_ends, row)]).filter(|t| !t.is_empty())
     }
 
     pub fn read(path: &Path) -> Result<Self, BundleError> {
@@ -149,8 +227,39 @@ impl ItemVocab {
         Self::parse(path, &text)
     }
 
-    /// Parses the text of `items.tsv` (`path` names it in errors).
+    /// Parses the text of `items.tsv` (`path` names it in errors). Checks every row first, so
+    /// the buffers are allocated once at their final size.
     pub fn parse(path: &Path, text: &str) -> Result<Self, BundleError> {
+        let mut size = VocabSize::default();
+        Self::for_each_row(path, text, |_, id, title| {
+            size.rows += 1;
+            size.id_bytes += id.len();
+            size.title_bytes += title.len();
+        })?;
+        let mut vocab = ItemVocab::with_size(&size);
+        let mut duplicate = None;
+        Self::for_each_row(path, text, |lineno, id, title| {
+            if lineno > 0 && !vocab.push(id, title) && duplicate.is_none() {
+                duplicate = Some((lineno, id.to_string()));
+            }
+        })?;
+        if let Some((lineno, id)) = duplicate {
+            return Err(BundleError::parse(
+                path,
+                lineno,
+                format!("duplicate item id `{id}`"),
+            ));
+        }
+        Ok(vocab)
+    }
+
+    /// Calls `f(line number, id, title)` for each row, in order, after checking it; the
+    /// padding row comes with line number 0. Stops at the first malformed row.
+    fn for_each_row(
+        path: &Path,
+        text: &str,
+        mut f: impl FnMut(usize, &str, &str),
+    ) -> Result<(), BundleError> {
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, h)) if h.trim_end() == ITEMS_HEADER => {}
@@ -162,7 +271,7 @@ impl ItemVocab {
                 ))
             }
         }
-        let mut items = Vec::new();
+        let mut expected = 0usize;
         for (i, line) in lines {
             let lineno = i + 1;
             if line.is_empty() {
@@ -176,12 +285,12 @@ impl ItemVocab {
                 .next()
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| BundleError::parse(path, lineno, "missing item id".into()))?;
-            let title = cols.next().filter(|t| !t.is_empty()).map(str::to_string);
-            if row != items.len() {
+            let title = cols.next().unwrap_or("");
+            if row != expected {
                 return Err(BundleError::parse(
                     path,
                     lineno,
-                    format!("row {row} out of order (expected {})", items.len()),
+                    format!("row {row} out of order (expected {expected})"),
                 ));
             }
             if row == 0 && id != PAD_TOKEN {
@@ -191,28 +300,33 @@ impl ItemVocab {
                     format!("row 0 must be {PAD_TOKEN}"),
                 ));
             }
-            items.push((id.to_string(), title));
+            if row > u32::MAX as usize {
+                return Err(BundleError::parse(path, lineno, "too many rows".into()));
+            }
+            f(if row == 0 { 0 } else { lineno }, id, title);
+            expected += 1;
         }
-        if items.is_empty() {
+        if expected == 0 {
             return Err(BundleError::parse(path, 1, "no rows".into()));
         }
-        let vocab = ItemVocab::new(items.into_iter().skip(1).collect());
-        if vocab.index.len() + 1 != vocab.ids.len() {
-            return Err(BundleError::parse(path, 0, "duplicate item ids".into()));
-        }
-        Ok(vocab)
+        Ok(())
     }
 
     pub fn to_tsv(&self) -> String {
-        let mut out = String::with_capacity(self.ids.len() * 16);
+        let mut out = String::with_capacity(self.n_rows() * 16);
         out.push_str(ITEMS_HEADER);
         out.push('\n');
-        for (row, (id, title)) in self.ids.iter().zip(&self.titles).enumerate() {
-            let title = title.as_deref().unwrap_or("");
-            let _ = writeln!(out, "{row}\t{}\t{}", clean(id), clean(title));
+        for row in 0..self.n_rows() {
+            let title = self.title(row).unwrap_or("");
+            let _ = writeln!(out, "{row}\t{}\t{}", clean(self.id(row)), clean(title));
         }
         out
     }
+}
+
+/// Byte range of entry `i` of a buffer whose entries end at `ends`.
+fn span(ends: &[usize], i: usize) -> std::ops::Range<usize> {
+    i.checked_sub(1).map_or(0, |p| ends[p])..ends[i]
 }
 
 /// Known users → their most recent history rows (oldest first).
@@ -337,6 +451,23 @@ mod tests {
         assert_eq!(back.row(PAD_TOKEN), None);
         assert_eq!(back.title(1), Some("Alpha A"));
         assert_eq!(back.title(2), None);
+    }
+
+    #[test]
+    fn items_reject_a_repeated_id_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("items.tsv");
+        let text = "row\titem_id\ttitle\n0\t[PAD]\t\n1\tx\t\n2\ty\tY\n3\tx\t\n";
+        std::fs::write(&p, text).unwrap();
+        let err = ItemVocab::read(&p).unwrap_err().to_string();
+        assert!(err.contains("line 5") && err.contains("`x`"), "{err}");
+        // Built in code, a repeated id maps to its last row, as a map insert would.
+        let v = ItemVocab::new(vec![("x".into(), None), ("x".into(), Some("X".into()))]);
+        assert_eq!(
+            (v.n_rows(), v.row("x"), v.title(2)),
+            (3, Some(2), Some("X"))
+        );
+        assert_eq!((v.id(0), v.id(1), v.row("")), (PAD_TOKEN, "x", None));
     }
 
     #[test]

@@ -338,6 +338,14 @@ impl Ann {
         unsafe { index.view_from_buffer(bytes.as_bytes()) }
             .map_err(|e| saved_error(format!("cannot be viewed: {e}")))?;
         index.change_expansion_search(params.ef_search);
+        // A view reserves search state for as many threads as the machine has cores; a search
+        // beyond that fails, and `search_one` then scans every row. Built graphs reserve
+        // `SEARCH_SLOTS`, and so must viewed ones: inference threads and offline callers can
+        // outnumber the cores. The members stay the viewed ones (nothing is copied but the
+        // node table's pointers).
+        index
+            .reserve_capacity_and_threads(index.size(), SEARCH_SLOTS)
+            .map_err(|e| usearch_error("reserving search threads", e))?;
         if index.size() != n_rows - 1 || index.dimensions() != dim + 1 {
             return Err(saved_error(format!(
                 "viewed {} vectors of {} dimensions, expected {} of {}",
@@ -649,18 +657,21 @@ mod tests {
         let mean = approximate_recall(&viewed, &items, 30, 34);
         assert!(mean >= 0.95, "recall {mean}");
         // Searched from more threads at once than the machine has cores, as inference
-        // threads and offline callers do.
+        // threads and offline callers do (a search beyond the reserved threads would fail and
+        // be answered by a full scan, not by the graph).
+        let start = std::sync::Barrier::new(8);
         std::thread::scope(|s| {
             for t in 0..8u64 {
-                let (viewed, built) = (&viewed, &built);
+                let (viewed, built, start) = (&viewed, &built, &start);
                 s.spawn(move || {
-                    let queries = random_queries(20, 16, 100 + t);
+                    start.wait();
+                    let queries = random_queries(200, 16, 100 + t);
                     let reqs = vec![
                         Query {
                             k: 10,
                             exclude: &[]
                         };
-                        20
+                        200
                     ];
                     assert_eq!(
                         viewed.search(&queries, &reqs),

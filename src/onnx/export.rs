@@ -46,8 +46,10 @@ impl MeanMlpWeights {
     }
 
     /// [`MeanMlpWeights::to_encoder_onnx`] with its weight matrices stored as int8 (the
-    /// embedding table with one scale per row, each layer with one scale per output unit) and
-    /// dequantised in the graph by `Cast` + `Mul` on constants, which a runtime folds at load.
+    /// embedding table with one scale per row, each layer with one scale per output unit). The
+    /// layers are dequantised by `Cast` + `Mul` on constants, which a runtime folds at load; the
+    /// embedding table stays int8 in the runtime's memory, only the gathered history rows are
+    /// dequantised per call.
     /// Biases and scales stay f32: the file is a quarter to a third of the f32 one.
     ///
     /// # Panics
@@ -162,19 +164,13 @@ fn user_tower(g: &mut GraphBuilder, w: &MeanMlpWeights) -> String {
     let mask = mask(g);
     let mut table = w.embedding.clone();
     table[..w.dim].fill(0.0);
-    let emb = g.weight("embedding", w.n_rows, w.dim, &table);
     let history_t = g.node(
         "Transpose",
         &[INPUT_NAME],
         "history_t",
         vec![attr_ints("perm", &[1, 0])],
     );
-    let gathered = g.node(
-        "Gather",
-        &[&emb, &history_t],
-        "gathered",
-        vec![attr_int("axis", 0)],
-    );
+    let gathered = g.gathered_rows("embedding", w.n_rows, w.dim, &table, &history_t);
     let axes0 = g.init_i64("axes_0", &[1], &[0]);
     let summed = g.node(
         "ReduceSum",
@@ -246,19 +242,53 @@ impl Default for GraphBuilder {
 }
 
 impl GraphBuilder {
-    /// A `[rows, cols]` weight matrix named `name`: an f32 initializer, or with int8 precision
-    /// int8 codes with one scale per row, dequantised by `Cast` and `Mul` (constants only).
-    fn weight(&mut self, name: &str, rows: usize, cols: usize, data: &[f32]) -> String {
+    /// Rows `index` of the `[rows, cols]` table `data`, as f32 `[index dims…, cols]` named
+    /// `gathered`. With int8 precision the table stays int8 in the graph: the codes and their
+    /// row scales are gathered first and only the gathered rows are dequantised. Dequantising
+    /// the table itself (as [`GraphBuilder::weight_by_column`] does for the small layers) is folded by a runtime into an f32
+    /// constant at load, which at a 1M-row vocabulary is 256 MB of the process at d 64 where
+    /// the codes are 64 MB.
+    fn gathered_rows(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+        index: &str,
+    ) -> String {
+        let gather = |g: &mut Self, table: &str, out: &str| {
+            g.node("Gather", &[table, index], out, vec![attr_int("axis", 0)])
+        };
         match self.precision {
-            Precision::F32 => self.init_f32(name, &[rows, cols], data),
+            Precision::F32 => {
+                let table = self.init_f32(name, &[rows, cols], data);
+                gather(self, &table, "gathered")
+            }
             Precision::Int8 => {
                 let (codes, scales) = quantise_rows(data, cols);
-                self.dequantised(name, &[rows, cols], &codes, &[rows, 1], &scales)
+                let q = self.push_init(
+                    &format!("{name}_int8"),
+                    &[rows, cols],
+                    DataType::Int8,
+                    codes.iter().map(|&c| c as u8).collect(),
+                );
+                let s = self.init_f32(&format!("{name}_scale"), &[rows, 1], &scales);
+                let q = gather(self, &q, "gathered_int8");
+                let s = gather(self, &s, "gathered_scale");
+                let f = self.node(
+                    "Cast",
+                    &[&q],
+                    "gathered_f32",
+                    vec![attr_int("to", DataType::Float as i64)],
+                );
+                self.node("Mul", &[&f, &s], "gathered", vec![])
             }
         }
     }
 
-    /// [`GraphBuilder::weight`] with one scale per column (a layer's output unit).
+    /// A `[rows, cols]` weight matrix named `name`: an f32 initializer, or with int8 precision
+    /// int8 codes with one scale per column (a layer's output unit), dequantised by `Cast` and
+    /// `Mul` on constants, which a runtime folds at load.
     fn weight_by_column(&mut self, name: &str, rows: usize, cols: usize, data: &[f32]) -> String {
         match self.precision {
             Precision::F32 => self.init_f32(name, &[rows, cols], data),

@@ -97,6 +97,16 @@ mod tests {
         );
         let f = OnnxScorer::load_encoder(&f32_onnx, 300, 16).unwrap();
         let q = OnnxScorer::load_encoder(&i8_onnx, 300, 16).unwrap();
+        // The runtime keeps the embedding table (300 × 16, most of the weights) as int8 codes
+        // plus one scale per row, not as a folded f32 copy.
+        let table_f32 = 300 * 16 * 4;
+        assert!(f.constant_bytes() >= table_f32, "{}", f.constant_bytes());
+        assert!(
+            q.constant_bytes() < f.constant_bytes() - table_f32 / 2,
+            "int8 plan holds {} bytes of constants, f32 plan {}",
+            q.constant_bytes(),
+            f.constant_bytes()
+        );
         let histories: Vec<Vec<u32>> = (0..20)
             .map(|u| {
                 (0..1 + u % 9)

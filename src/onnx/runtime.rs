@@ -148,6 +148,18 @@ impl OnnxScorer {
         self.width
     }
 
+    /// Bytes of the constants the optimized plan holds (its weights as tract keeps them, after
+    /// folding): what the model costs in memory beyond per-call state.
+    pub fn constant_bytes(&self) -> usize {
+        self.plan
+            .model()
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<tract_onnx::tract_core::ops::konst::Const>())
+            .map(|c| c.val().len() * c.val().datum_type().size_of())
+            .sum()
+    }
+
     /// One output row of [`OnnxScorer::width`] values per history, row-major. Histories are padded with 0 to the
     /// longest in the batch (an empty history becomes `[0]`). An empty batch gives no scores.
     pub fn score_batch(&self, histories: &[&[u32]]) -> Result<Vec<f32>, RuntimeError> {
