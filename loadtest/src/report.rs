@@ -226,7 +226,14 @@ pub fn markdown(r: &Report) -> String {
             s.window_ms
         );
         md.push_str("| requests | count | errors | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n");
-        for (name, w) in [("inside swap windows", &s.inside), ("outside", &s.outside)] {
+        let phases = s
+            .phases
+            .iter()
+            .map(|(name, w)| (format!("… {name} the admin request"), w));
+        let rows = std::iter::once(("inside swap windows".to_string(), &s.inside))
+            .chain(phases)
+            .chain(std::iter::once(("outside".to_string(), &s.outside)));
+        for (name, w) in rows {
             let l = &w.latency_us;
             let _ = writeln!(
                 md,

@@ -101,11 +101,43 @@ pub fn windows(events: &[SwapEvent], window: Duration) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// A request is affected by a swap when its lifetime overlaps the swap's window.
-pub fn overlaps_any(record: &Record, windows: &[(u64, u64)]) -> bool {
-    windows
-        .iter()
-        .any(|&(lo, hi)| record.start_us <= hi && record.end_us >= lo)
+/// Where in a swap window a request ran: before the admin request was sent (the server does
+/// nothing about the swap yet, so this is the window's own noise), while it ran (the load and
+/// the swap), or after its answer (the new version serving, the old one being freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    During,
+    After,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Before, Phase::During, Phase::After];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::During => "during",
+            Phase::After => "after",
+        }
+    }
+}
+
+/// The phase of the first swap window (`windows`, one per event) `record` overlaps: `None`
+/// if it overlaps none (its lifetime is outside every window). `During` if it overlaps the
+/// admin request itself, else `Before` or `After` by which side of it the request ran on.
+pub fn phase(record: &Record, events: &[SwapEvent], windows: &[(u64, u64)]) -> Option<Phase> {
+    events.iter().zip(windows).find_map(|(e, &(lo, hi))| {
+        if record.start_us > hi || record.end_us < lo {
+            None
+        } else if record.start_us <= e.end_us && record.end_us >= e.start_us {
+            Some(Phase::During)
+        } else if record.end_us < e.start_us {
+            Some(Phase::Before)
+        } else {
+            Some(Phase::After)
+        }
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +153,8 @@ pub struct SwapSummary {
     pub swaps: Vec<SwapEvent>,
     pub failed_swaps: usize,
     pub inside: WindowStats,
+    /// `inside` split by [`Phase`], in the order of [`Phase::ALL`].
+    pub phases: Vec<(String, WindowStats)>,
     pub outside: WindowStats,
 }
 
@@ -134,20 +168,43 @@ pub fn summarise(
     let wins = windows(&events, window);
     let (mut h_in, mut h_out) = (histogram(), histogram());
     let (mut n_in, mut n_out, mut e_in, mut e_out) = (0, 0, 0, 0);
+    let mut by_phase = Phase::ALL.map(|_| (0u64, 0u64, histogram()));
     for r in records {
-        let inside = overlaps_any(r, &wins);
-        let (n, e, h) = if inside {
+        let phase = phase(r, &events, &wins);
+        let (n, e, h) = if phase.is_some() {
             (&mut n_in, &mut e_in, &mut h_in)
         } else {
             (&mut n_out, &mut e_out, &mut h_out)
         };
         *n += 1;
+        let latency = r.end_us.saturating_sub(r.start_us);
         if r.ok {
-            record_us(h, r.end_us.saturating_sub(r.start_us));
+            record_us(h, latency);
         } else {
             *e += 1;
         }
+        if let Some(p) = phase {
+            let (n, e, h) = &mut by_phase[p as usize];
+            *n += 1;
+            if r.ok {
+                record_us(h, latency);
+            } else {
+                *e += 1;
+            }
+        }
     }
+    let phases = Phase::ALL
+        .iter()
+        .zip(&by_phase)
+        .map(|(p, (n, e, h))| {
+            let stats = WindowStats {
+                requests: *n,
+                errors: *e,
+                latency_us: Percentiles::from_histogram(h),
+            };
+            (p.name().to_string(), stats)
+        })
+        .collect();
     let summary = SwapSummary {
         window_ms: window.as_secs_f64() * 1e3,
         failed_swaps: events.iter().filter(|e| !e.succeeded()).count(),
@@ -157,6 +214,7 @@ pub fn summarise(
             errors: e_in,
             latency_us: Percentiles::from_histogram(&h_in),
         },
+        phases,
         outside: WindowStats {
             requests: n_out,
             errors: e_out,
@@ -199,15 +257,14 @@ mod tests {
 
     #[test]
     fn overlap_counts_requests_in_flight_during_a_window() {
+        let e = [event(1400, 1600, 200)];
         let w = [(1000, 2000)];
-        assert!(
-            overlaps_any(&rec(900, 1000, true), &w),
-            "ends at the window start"
-        );
-        assert!(overlaps_any(&rec(1500, 1600, true), &w), "inside");
-        assert!(overlaps_any(&rec(500, 5000, true), &w), "spans the window");
-        assert!(!overlaps_any(&rec(100, 999, true), &w), "ends before");
-        assert!(!overlaps_any(&rec(2001, 2100, true), &w), "starts after");
+        let inside = |start, end| phase(&rec(start, end, true), &e, &w).is_some();
+        assert!(inside(900, 1000), "ends at the window start");
+        assert!(inside(1500, 1600), "inside");
+        assert!(inside(500, 5000), "spans the window");
+        assert!(!inside(100, 999), "ends before");
+        assert!(!inside(2001, 2100), "starts after");
     }
 
     #[test]
@@ -225,5 +282,32 @@ mod tests {
         assert_eq!((h_in.len(), h_out.len()), (1, 2));
         assert_eq!(s.inside.latency_us.max, h_in.highest_equivalent(900));
         assert_eq!(s.failed_swaps, 1);
+    }
+
+    #[test]
+    fn phases_split_the_window_around_the_admin_request() {
+        let events = [event(10_000, 11_000, 200)];
+        let wins = windows(&events, Duration::from_micros(500));
+        let at = |start, end| phase(&rec(start, end, true), &events, &wins);
+        assert_eq!(at(9_400, 9_600), Some(Phase::Before));
+        assert_eq!(at(9_900, 10_100), Some(Phase::During), "overlaps the start");
+        assert_eq!(at(10_900, 11_200), Some(Phase::During), "overlaps the end");
+        assert_eq!(at(11_100, 11_300), Some(Phase::After));
+        assert_eq!(at(8_000, 9_400), None);
+        assert_eq!(at(11_600, 12_000), None);
+        let (s, ..) = summarise(
+            &[rec(9_400, 9_600, true), rec(11_100, 11_300, false)],
+            events.to_vec(),
+            Duration::from_micros(500),
+        );
+        let counts: Vec<_> = s
+            .phases
+            .iter()
+            .map(|(n, w)| (n.as_str(), w.requests, w.errors))
+            .collect();
+        assert_eq!(
+            counts,
+            [("before", 1, 0), ("during", 0, 0), ("after", 1, 1)]
+        );
     }
 }

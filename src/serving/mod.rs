@@ -10,7 +10,8 @@
 //!   the files it read); [`control`]: pin / rollback history / remembered failures of one model
 //!   as plain data.
 //! - [`registry`]: the live version of every model, polling the repository, hot swaps and the
-//!   admin operations (load + pin, rollback, unpin).
+//!   admin operations (load + pin, rollback, unpin); [`retire`]: freeing swapped-out versions
+//!   off the request path.
 
 pub mod batcher;
 pub mod control;
@@ -18,6 +19,7 @@ pub mod loader;
 pub mod model;
 pub mod rank;
 pub mod registry;
+pub mod retire;
 
 pub use model::{build_scoring, LoadError, LoadedModel};
 pub use rank::{rank, RankRequest, Scoring};

@@ -21,6 +21,7 @@ use super::batcher::{Batcher, BatcherConfig};
 use super::control::{Control, Failure};
 use super::loader::{fingerprint, load_off_thread, LoadSlot};
 use super::model::{LoadError, LoadSpec, LoadedModel};
+use super::retire::Retirer;
 use crate::bundle::{scan_models, scan_versions, valid_model_name, BundleLimits};
 use crate::engine::BuildProgress;
 use crate::metrics::Metrics;
@@ -125,6 +126,8 @@ pub struct Registry {
     add_lock: Mutex<()>,
     default_model: OnceLock<String>,
     next_load_id: AtomicU64,
+    /// Frees swapped-out versions off the request path.
+    retirer: Retirer,
 }
 
 impl Registry {
@@ -140,6 +143,7 @@ impl Registry {
             add_lock: Mutex::new(()),
             default_model,
             next_load_id: AtomicU64::new(1),
+            retirer: Retirer::default(),
         }
     }
 
@@ -420,7 +424,8 @@ impl Registry {
         }
     }
 
-    /// Makes a loaded version live (the old one is freed when its last request ends).
+    /// Makes a loaded version live; the old one is freed off the request path once its last
+    /// request ends ([`Retirer`]).
     fn swap_in(
         &self,
         entry: &ModelEntry,
@@ -449,6 +454,9 @@ impl Registry {
             load_ms = elapsed.as_secs_f64() * 1e3,
             "model version live"
         );
+        if let Some(old) = old {
+            self.retirer.retire(old);
+        }
         model
     }
 
