@@ -17,17 +17,24 @@ use super::model::LoadedModel;
 const RECHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// Hands retired versions to the freeing thread, started on the first retirement.
-#[derive(Default)]
-pub struct Retirer {
+pub struct Retirer<T: Send + Sync + 'static = LoadedModel> {
     /// `None` until the first retirement, and while the thread cannot be started (tried again
     /// at the next retirement).
-    tx: Mutex<Option<Sender<Arc<LoadedModel>>>>,
+    tx: Mutex<Option<Sender<Arc<T>>>>,
 }
 
-impl Retirer {
+impl<T: Send + Sync + 'static> Default for Retirer<T> {
+    fn default() -> Self {
+        Retirer {
+            tx: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Retirer<T> {
     /// Takes the registry's reference to a version that is no longer live; the version is
     /// freed on the retiring thread once no request or batch holds it any more.
-    pub fn retire(&self, model: Arc<LoadedModel>) {
+    pub fn retire(&self, model: Arc<T>) {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if tx.is_none() {
             *tx = spawn();
@@ -46,7 +53,7 @@ impl Retirer {
     }
 }
 
-fn spawn() -> Option<Sender<Arc<LoadedModel>>> {
+fn spawn<T: Send + Sync + 'static>() -> Option<Sender<Arc<T>>> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("model-retire".into())
@@ -63,8 +70,8 @@ fn spawn() -> Option<Sender<Arc<LoadedModel>>> {
     }
 }
 
-fn free_when_unused(rx: &Receiver<Arc<LoadedModel>>) {
-    let mut held: Vec<Arc<LoadedModel>> = Vec::new();
+fn free_when_unused<T>(rx: &Receiver<Arc<T>>) {
+    let mut held: Vec<Arc<T>> = Vec::new();
     loop {
         let next = if held.is_empty() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -88,5 +95,44 @@ fn free_when_unused(rx: &Receiver<Arc<LoadedModel>>) {
             // forcing it here does that work on this thread.
             crate::os::return_freed_memory();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports the name of the thread that drops it.
+    struct Tracked(mpsc::Sender<Option<String>>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .send(std::thread::current().name().map(str::to_string));
+        }
+    }
+
+    #[test]
+    fn a_retired_version_is_freed_on_the_retire_thread_once_its_last_holder_lets_go() {
+        let retirer = Retirer::<Tracked>::default();
+        let (tx, dropped) = mpsc::channel();
+        let version = Arc::new(Tracked(tx));
+        let request = Arc::clone(&version);
+        retirer.retire(version);
+        // A request still holds it; the retirer's reference keeps it alive too.
+        assert_eq!(Arc::strong_count(&request), 2);
+        assert!(dropped.try_recv().is_err());
+        drop(request);
+        let by = dropped
+            .recv_timeout(Duration::from_secs(30))
+            .expect("freed once the request let go");
+        assert_eq!(by.as_deref(), Some("model-retire"));
+
+        // Nobody else holds the next one: freed by the same thread, not by the caller.
+        let (tx, dropped) = mpsc::channel();
+        retirer.retire(Arc::new(Tracked(tx)));
+        let by = dropped.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(by.as_deref(), Some("model-retire"));
     }
 }
