@@ -35,6 +35,7 @@ fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
 log() { echo "[soak] $*" >&2; }
+source loadtest/lib.sh
 
 log "building release binaries"
 nice -n 10 cargo build --release -p distilrec --no-default-features --bin distilrec
@@ -42,13 +43,7 @@ nice -n 10 cargo build --release -p loadtest --bin loadtest
 
 mkdir -p "$OUT"
 repo=$OUT/repo
-rm -rf "$repo"; mkdir -p "$repo/$MODEL"
-src=$MODELS/$MODEL/$(ls "$MODELS/$MODEL" | grep -E '^[0-9]+$' | sort -n | tail -1)
-for v in 1 2; do
-    cp -r "$src" "$repo/$MODEL/$v"
-    python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
-        "$repo/$MODEL/$v/manifest.json" "$v"
-done
+two_versions "$(newest_version "$MODELS/$MODEL")" "$repo" "$MODEL"
 
 "$BIN/distilrec" --models "$repo" --default-model "$MODEL" --addr "127.0.0.1:$PORT" \
     --admin-addr "127.0.0.1:$ADMIN_PORT" --admin-token "$ADMIN_TOKEN" >"$OUT/server.log" 2>&1 &

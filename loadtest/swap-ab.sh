@@ -23,6 +23,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source loadtest/lib.sh
 OUT=${OUT:-$ROOT/bench-out/swap-ab}
 
 # One run, under the locks: `swap-ab.sh --run ROUND LABEL BIN`.
@@ -76,13 +77,7 @@ mkdir -p "$OUT"
 : >"$OUT/results.txt"
 
 # Versions 1 and 2: copies of the newest version on disk, renumbered in their manifests.
-newest=$MODELS/$model/$(ls "$MODELS/$model" | grep -E '^[0-9]+$' | sort -n | tail -1)
-rm -rf "$OUT/repo"; mkdir -p "$OUT/repo/$model"
-for v in 1 2; do
-    cp -r "$newest" "$OUT/repo/$model/$v"
-    python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
-        "$OUT/repo/$model/$v/manifest.json" "$v"
-done
+two_versions "$(newest_version "$MODELS/$model")" "$OUT/repo" "$model"
 
 locked() { # command...: under every lock in LOCKS
     local locks=(${LOCKS:-/tmp/distilrec-cpu.lock}) cmd=("$@") i

@@ -37,12 +37,13 @@ fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release
 log() { echo "[swap-rss] $*" >&2; }
+source loadtest/lib.sh
 mkdir -p "$OUT"
 
 log "building release binaries"
 cargo build --release -p distilrec --no-default-features --bin distilrec --example synth_bundles
 
-student=$MODELS/ml100k/$(ls "$MODELS/ml100k" | grep -E '^[0-9]+$' | sort -n | tail -1)
+student=$(newest_version "$MODELS/ml100k")
 size=$(( ITEMS / 1000 ))k
 (( ITEMS % 1000000 == 0 )) && size=$(( ITEMS / 1000000 ))m
 name=${BUNDLE/student/student$size}
@@ -55,12 +56,7 @@ if [[ ! -f $synth/$name/1/index.usearch ]]; then
     "$BIN/distilrec" index "$synth/$name/1" >"$OUT/index.txt"
 fi
 repo=$OUT/repo
-rm -rf "$repo"; mkdir -p "$repo/$name"
-for v in 1 2; do
-    cp -r "$synth/$name/1" "$repo/$name/$v"
-    python3 -c 'import json,sys; p=sys.argv[1]; m=json.load(open(p)); m["version"]=int(sys.argv[2]); json.dump(m, open(p, "w"), indent=2)' \
-        "$repo/$name/$v/manifest.json" "$v"
-done
+two_versions "$synth/$name/1" "$repo" "$name"
 
 "$BIN/distilrec" --models "$repo" --default-model "$name" --engine "$ENGINE" \
     --addr "127.0.0.1:$PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" --admin-token "$TOKEN" \
